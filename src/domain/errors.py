@@ -17,6 +17,7 @@ JSON pointer (RFC 6901) into the request body, which the API layer prefixes wher
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class InvalidInput(DomainError):
     """The client sent something the domain refuses."""
 
     @classmethod
-    def at(cls, ptr: str, message: str, title: str = "Invalid value") -> InvalidInput:
+    def at(cls, ptr: str, message: str, title: str = "Invalid value") -> Self:
         return cls(message, [Problem(title=title, details=message, pointer=ptr)])
 
 

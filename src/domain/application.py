@@ -1,0 +1,300 @@
+"""The application service: the commands of the Integration API, each one atomic append.
+
+A command loads the aggregates it touches, lets them decide (they raise domain errors for what they refuse), and
+saves every new event of every aggregate in one transaction. Optimistic concurrency on the aggregate versions turns
+a concurrent write into a conflict, which is retried here on fresh state: parallel requests for one session all
+succeed, in some order, and none is lost. ``dry=True`` runs the same decisions and stores nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError
+
+from domain.anonymous import AnonymousEvent
+from domain.base import Stream, natural_id
+from domain.errors import InvalidInput, InvalidTransition, NotFound
+from domain.keys import KEY_RING_ID, ApiKey, KeyRing, new_key
+from domain.profile import CustomerProfile
+from domain.session import (
+    CANCELLED,
+    CLOSED,
+    OPEN,
+    PARTIALLY_RETURNED,
+    CustomerSession,
+    ReturnedItem,
+)
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 100
+
+
+def session_id(integration_id: str) -> UUID:
+    return natural_id("session", integration_id)
+
+
+def profile_id(integration_id: str) -> UUID:
+    return natural_id("profile", integration_id)
+
+
+@dataclass
+class Outcome:
+    """What a command did: the aggregates as they are now, the events it recorded and their log positions."""
+
+    events: list[DomainEventProtocol[UUID]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    session: CustomerSession | None = None
+    profile: CustomerProfile | None = None
+    dry: bool = False
+
+    @property
+    def last_position(self) -> int | None:
+        return max(self.positions) if self.positions else None
+
+    def position_of(self, event: DomainEventProtocol[UUID]) -> int | None:
+        for recorded, position in zip(self.events, self.positions, strict=False):
+            if recorded is event:
+                return position
+        return None
+
+
+class Rulestream(Application[UUID]):
+    """Customer sessions, customer profiles, custom events and API keys, in one ordered log."""
+
+    name = "rulestream"
+
+    def construct_recorder(self) -> Any:
+        # A process recorder: the same events table, plus tracking rows, so that followers of the log (the rule
+        # policy) can record their own events and their position in one transaction.
+        return self.factory.process_recorder()
+
+    # -- customer sessions ----------------------------------------------------------------------------
+
+    def update_session(
+        self, integration_id: str, changes: Mapping[str, Any], state: str | None, *, dry: bool = False
+    ) -> Outcome:
+        """Create or update a session, and move it to ``state`` (``None`` keeps the current state)."""
+
+        def attempt() -> Outcome:
+            session = self._get(session_id(integration_id), CustomerSession)
+            profile_key = changes.get("profileId") or (session.profile_id if session else None)
+            profile = self._profile_for(profile_key)
+            if session is None:
+                first = profile is None or profile.sessions == 0
+                session = CustomerSession.start(
+                    session_id(integration_id), integration_id, changes, first_session=first
+                )
+                if profile is not None:
+                    profile.start_session(integration_id)
+                if state == CLOSED:
+                    session.close({})
+                elif state not in (None, OPEN):
+                    raise InvalidTransition.at(
+                        "/customerSession/state", f"a session is created open or closed, not '{state}'"
+                    )
+            else:
+                self._move(session, changes, state or session.state)
+            self._keep_sales(session, profile)
+            return self._commit(session, profile, dry=dry)
+
+        return self._retrying(attempt)
+
+    def return_items(self, integration_id: str, items: Sequence[ReturnedItem], *, dry: bool = False) -> Outcome:
+        def attempt() -> Outcome:
+            session = self._require_session(integration_id)
+            profile = self._profile_for(session.profile_id)
+            session.return_items(items)
+            if profile is not None:
+                returned = sum((session.cart_items[i.position].price * i.quantity for i in items))
+                profile.reduce_sale(integration_id, returned)
+            return self._commit(session, profile, dry=dry)
+
+        return self._retrying(attempt)
+
+    def reopen_session(self, integration_id: str, *, dry: bool = False) -> Outcome:
+        def attempt() -> Outcome:
+            session = self._require_session(integration_id)
+            profile = self._profile_for(session.profile_id)
+            session.reopen()
+            self._keep_sales(session, profile)
+            return self._commit(session, profile, dry=dry)
+
+        return self._retrying(attempt)
+
+    def get_session(self, integration_id: str) -> CustomerSession:
+        return self._require_session(integration_id)
+
+    # -- customer profiles ----------------------------------------------------------------------------
+
+    def update_profile(
+        self, integration_id: str, attributes: Mapping[str, Any], *, run_rule_engine: bool, dry: bool = False
+    ) -> Outcome:
+        def attempt() -> Outcome:
+            profile = self._get(profile_id(integration_id), CustomerProfile)
+            if profile is None:
+                profile = CustomerProfile.register(
+                    profile_id(integration_id), integration_id, attributes, run_rule_engine=run_rule_engine
+                )
+            else:
+                profile.update(attributes, run_rule_engine=run_rule_engine)
+            return self._commit(None, profile, dry=dry)
+
+        return self._retrying(attempt)
+
+    def get_profile(self, integration_id: str) -> CustomerProfile | None:
+        return self._get(profile_id(integration_id), CustomerProfile)
+
+    # -- custom events --------------------------------------------------------------------------------
+
+    def track_event(
+        self,
+        event_type: str,
+        attributes: Mapping[str, Any],
+        profile_integration_id: str | None,
+        session_integration_id: str | None,
+        *,
+        dry: bool = False,
+    ) -> Outcome:
+        """Record a custom event on its session's stream, else on its profile's, else as an anonymous event."""
+
+        def attempt() -> Outcome:
+            session = None
+            if session_integration_id is not None:
+                session = self._get(session_id(session_integration_id), CustomerSession)
+                if session is None:
+                    raise InvalidInput.at("/sessionId", f"no customer session '{session_integration_id}'")
+                if profile_integration_id and session.profile_id and session.profile_id != profile_integration_id:
+                    raise InvalidInput.at(
+                        "/profileId", f"the session belongs to profile '{session.profile_id}'"
+                    )
+            profile = self._profile_for(profile_integration_id or (session.profile_id if session else None))
+            if session is not None:
+                session.track(event_type, attributes, profile.integration_id if profile else None)
+                return self._commit(session, profile, dry=dry)
+            if profile is not None:
+                profile.track(event_type, attributes)
+                return self._commit(None, profile, dry=dry)
+            return self._record_anonymous(AnonymousEvent.track(event_type, attributes), dry=dry)
+
+        return self._retrying(attempt)
+
+    # -- API keys ---------------------------------------------------------------------------------------
+
+    def issue_key(self, name: str, role: str) -> str:
+        """Issue a new key and return it; only its hash is stored."""
+        key = new_key(role)
+
+        def attempt() -> str:
+            ring = self.key_ring() or KeyRing.start()
+            ring.issue(name, role, key)
+            self.save(ring)
+            return key
+
+        return self._retrying(attempt)
+
+    def revoke_key(self, name: str) -> None:
+        def attempt() -> None:
+            ring = self.key_ring()
+            if ring is None:
+                raise NotFound(f"no key named '{name}'")
+            ring.revoke(name)
+            self.save(ring)
+
+        self._retrying(attempt)
+
+    def key_ring(self) -> KeyRing | None:
+        return self._get(KEY_RING_ID, KeyRing)
+
+    def keys(self) -> list[ApiKey]:
+        ring = self.key_ring()
+        return list(ring.keys.values()) if ring else []
+
+    # -- how commands are carried out -----------------------------------------------------------------
+
+    def _move(self, session: CustomerSession, changes: Mapping[str, Any], target: str) -> None:
+        if target == OPEN:
+            session.update(changes)
+        elif target == CLOSED:
+            session.close(changes)
+        elif target == CANCELLED:
+            session.cancel()
+        elif target == PARTIALLY_RETURNED:
+            raise InvalidTransition.at(
+                "/customerSession/state",
+                f"cannot change the session from '{session.state}' to '{target}': use the returns endpoint",
+                title="Invalid state transition",
+            )
+        else:
+            raise InvalidInput.at("/customerSession/state", f"unknown session state '{target}'")
+
+    @staticmethod
+    def _keep_sales(session: CustomerSession, profile: CustomerProfile | None) -> None:
+        """Let the profile's sales follow the session: counted while closed, not after revoke or reopen."""
+        if profile is None or session.profile_id != profile.integration_id:
+            return
+        counted = session.integration_id in profile.counted_sessions
+        if session.state == CLOSED and not counted:
+            profile.count_sale(session.integration_id, session.total)
+        elif session.state in (OPEN, CANCELLED) and counted:
+            profile.uncount_sale(session.integration_id, "reopened" if session.state == OPEN else "cancelled")
+
+    def _profile_for(self, integration_id: str | None) -> CustomerProfile | None:
+        """The profile with this integration id; an unknown one is registered empty (Talon.One does the same)."""
+        if not integration_id:
+            return None
+        profile = self._get(profile_id(integration_id), CustomerProfile)
+        if profile is None:
+            profile = CustomerProfile.register(profile_id(integration_id), integration_id, {}, run_rule_engine=False)
+        return profile
+
+    def _require_session(self, integration_id: str) -> CustomerSession:
+        session = self._get(session_id(integration_id), CustomerSession)
+        if session is None:
+            raise NotFound(f"no customer session '{integration_id}'")
+        return session
+
+    def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(aggregate, kind):
+            raise NotFound(f"{aggregate_id} is not a {kind.__name__}")
+        return aggregate
+
+    def _commit(self, session: CustomerSession | None, profile: CustomerProfile | None, *, dry: bool) -> Outcome:
+        aggregates: list[Stream] = [a for a in (session, profile) if a is not None]
+        if dry:
+            events = [e for a in aggregates for e in a.collect_events()]
+            return Outcome(events=list(events), session=session, profile=profile, dry=True)
+        recordings = self.save(*aggregates)
+        return Outcome(
+            events=[r.domain_event for r in recordings],
+            positions=[r.notification.id for r in recordings],
+            session=session,
+            profile=profile,
+        )
+
+    def _record_anonymous(self, event: AnonymousEvent, *, dry: bool) -> Outcome:
+        if dry:
+            return Outcome(events=list(event.collect_events()), dry=True)
+        recordings = self.save(event)
+        return Outcome(events=[r.domain_event for r in recordings], positions=[r.notification.id for r in recordings])
+
+    @staticmethod
+    def _retrying(attempt: Callable[[], T]) -> T:
+        """Run a command, again on fresh state whenever a concurrent write took the version it built on."""
+        for tries in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * min(tries + 1, 10)))  # noqa: S311 - jitter, not security
+        return attempt()
