@@ -1,0 +1,1 @@
+"""The rule language: parse, type-check against the catalog, compile once, decide per event."""
