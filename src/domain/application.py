@@ -21,7 +21,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.anonymous import AnonymousEvent
 from domain.base import Stream, natural_id
-from domain.errors import InvalidInput, InvalidTransition, NotFound
+from domain.errors import InvalidInput, InvalidTransition, NotFound, UnknownEventType
 from domain.keys import KEY_RING_ID, ApiKey, KeyRing, new_key
 from domain.profile import CustomerProfile
 from domain.session import (
@@ -111,10 +111,10 @@ class Rulestream(Application[UUID]):
         def attempt() -> Outcome:
             session = self._require_session(integration_id)
             profile = self._profile_for(session.profile_id)
+            before = session.cart_item_total
             session.return_items(items)
             if profile is not None:
-                returned = sum((session.cart_items[i.position].price * i.quantity for i in items))
-                profile.reduce_sale(integration_id, returned)
+                profile.reduce_sale(integration_id, before - session.cart_item_total)
             return self._commit(session, profile, dry=dry)
 
         return self._retrying(attempt)
@@ -165,6 +165,9 @@ class Rulestream(Application[UUID]):
     ) -> Outcome:
         """Record a custom event on its session's stream, else on its profile's, else as an anonymous event."""
 
+        if event_type.startswith("talon_"):
+            raise UnknownEventType.at("/type", f"'{event_type}' is a reserved built-in event type")
+
         def attempt() -> Outcome:
             session = None
             if session_integration_id is not None:
@@ -188,9 +191,9 @@ class Rulestream(Application[UUID]):
 
     # -- API keys ---------------------------------------------------------------------------------------
 
-    def issue_key(self, name: str, role: str) -> str:
-        """Issue a new key and return it; only its hash is stored."""
-        key = new_key(role)
+    def issue_key(self, name: str, role: str, *, secret: str | None = None) -> str:
+        """Issue a new key (or register ``secret`` as one) and return it; only its hash is stored."""
+        key = secret or new_key(role)
 
         def attempt() -> str:
             ring = self.key_ring() or KeyRing.start()

@@ -81,8 +81,11 @@ class CartItem:
 
 @dataclass(frozen=True)
 class ReturnedItem:
-    position: int
-    quantity: int
+    """Units to give back: by ``position`` in the cart, or the first line with ``sku``; all that remain by default."""
+
+    position: int | None = None
+    quantity: int | None = None
+    sku: str | None = None
 
 
 class CustomerSession(Stream):
@@ -221,21 +224,31 @@ class CustomerSession(Stream):
         records = []
         for index, item in enumerate(items):
             at = pointer("return", "returnedCartItems", index)
+            position = self._line_of(item, at, pending)
+            line = self.cart_items[position]
+            left = line.remaining_quantity - pending.get(position, 0)
+            quantity = left if item.quantity is None else item.quantity
+            if not 1 <= quantity <= left:
+                raise InvalidInput.at(at + "/quantity", f"cannot return {quantity} of {line.sku}: {left} remaining")
+            pending[position] = pending.get(position, 0) + quantity
+            records.append({"position": position, "quantity": quantity, "sku": line.sku, "price": str(line.price)})
+        self.trigger_event(self.ItemsReturned, items=records)
+
+    def _line_of(self, item: ReturnedItem, at: str, pending: Mapping[int, int]) -> int:
+        if item.position is not None:
             if not 0 <= item.position < len(self.cart_items):
                 raise InvalidInput.at(
                     at + "/position", f"no cart item at position {item.position} (the cart has {len(self.cart_items)})"
                 )
-            line = self.cart_items[item.position]
-            left = line.remaining_quantity - pending.get(item.position, 0)
-            if not 1 <= item.quantity <= left:
-                raise InvalidInput.at(
-                    at + "/quantity", f"cannot return {item.quantity} of {line.sku}: {left} remaining"
-                )
-            pending[item.position] = pending.get(item.position, 0) + item.quantity
-            records.append(
-                {"position": item.position, "quantity": item.quantity, "sku": line.sku, "price": str(line.price)}
-            )
-        self.trigger_event(self.ItemsReturned, items=records)
+            if item.sku is not None and self.cart_items[item.position].sku != item.sku:
+                raise InvalidInput.at(at + "/sku", f"the cart item at position {item.position} is not '{item.sku}'")
+            return item.position
+        for position, line in enumerate(self.cart_items):
+            if line.sku == item.sku and line.remaining_quantity > pending.get(position, 0):
+                return position
+        if item.sku is None:
+            raise InvalidInput.at(at, "name the cart item to return by its position or its sku")
+        raise InvalidInput.at(at + "/sku", f"no cart item '{item.sku}' left to return")
 
     def reopen(self) -> None:
         self._require(CLOSED, OPEN)

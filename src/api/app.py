@@ -1,0 +1,35 @@
+"""The FastAPI application: routers per API, one error mapping, the domain application in ``app.state``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import errors
+from api.auth import KeyCache
+from api.routes import integration, system
+from api.settings import Settings
+from api.wire.json import FastJSONResponse
+from domain.application import Rulestream
+
+DESCRIPTION = """Rulestream: an event-sourced promotion and loyalty rules engine.
+
+The Integration API is wire-compatible with Talon.One's Integration API v2 (`talon-one-sdk` drives it unmodified).
+Authenticate with `Authorization: ApiKey-v1 <key>` (integration) or `ManagementKey-v1 <key>` (management, auditor).
+"""
+
+
+def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
+    """Build the HTTP application around an already constructed domain application."""
+    app = FastAPI(
+        title="Rulestream",
+        version="0.1.0",
+        description=DESCRIPTION,
+        default_response_class=FastJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.rulestream = rulestream
+    app.state.keys = KeyCache(rulestream)
+    errors.install(app)
+    app.include_router(system.router)
+    app.include_router(integration.router)
+    return app

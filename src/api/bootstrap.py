@@ -1,0 +1,42 @@
+"""Bring a database to a usable state: database, schema, and (on first start) a development key pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.db import ensure_database, eventsourcing_env
+from api.settings import Settings
+from domain.application import Rulestream
+from domain.errors import Conflict
+from domain.keys import hash_key
+
+
+@dataclass(frozen=True)
+class Started:
+    rulestream: Rulestream
+    new_keys: dict[str, str]
+    """Keys created by this start (name → secret), to print once."""
+
+
+def open_application(settings: Settings) -> Rulestream:
+    """The domain application on the configured database, creating the database and tables if missing."""
+    ensure_database(settings)
+    return Rulestream(env=eventsourcing_env(settings))
+
+
+def start(settings: Settings) -> Started:
+    """Open the application; on an installation without keys, create the development pair; honour seed keys."""
+    app = open_application(settings)
+    new_keys: dict[str, str] = {}
+    seeds = {"seed-integration": ("integration", settings.integration_key),
+             "seed-management": ("management", settings.management_key)}
+    existing = {k.name: k for k in app.keys()}
+    for name, (role, secret) in seeds.items():
+        if secret and name not in existing:
+            app.issue_key(name, role, secret=secret)
+        elif secret and existing[name].key_hash != hash_key(secret):
+            raise Conflict(f"the seed key '{name}' exists with another secret; revoke it or change the setting")
+    if not existing and not any(secret for _, secret in seeds.values()):
+        for role in ("integration", "management"):
+            new_keys[f"dev-{role}"] = app.issue_key(f"dev-{role}", role)
+    return Started(app, new_keys)

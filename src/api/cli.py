@@ -1,0 +1,105 @@
+"""The ``rulestream`` command line.
+
+    rulestream serve [--host H] [--port P]      API, policy and projections in one process
+    rulestream api [--host H] [--port P]        the API alone (production: any number of these)
+    rulestream keys create --role R --name N    print a new key, and nothing else
+    rulestream keys list | keys revoke NAME
+    rulestream db url                           the connection URL of the database in use
+
+The database is ``DATABASE_URL`` (or ``POSTGRES_*``); see ``api.settings.Settings`` for every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from api.app import create_app
+from api.bootstrap import open_application, start
+from api.settings import Settings
+from domain.errors import DomainError
+from domain.keys import ROLES
+
+console = Console(stderr=True)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    started = start(settings)
+    info = settings.conninfo
+    console.print(f"[bold]Rulestream[/] on database {info['dbname']} at {info['host']}:{info['port']}")
+    if started.new_keys:
+        out = Console()
+        out.print("Development keys, shown once (store them now):")
+        for name, key in started.new_keys.items():
+            out.print(f"  {name}: {key}", soft_wrap=True)
+    console.print(f"Listening on http://{host}:{port}  (docs at /docs)")
+    app = create_app(settings, started.rulestream)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    app = open_application(settings)
+    if args.keys_command == "create":
+        sys.stdout.write(app.issue_key(args.name, args.role) + "\n")
+    elif args.keys_command == "revoke":
+        app.revoke_key(args.name)
+        console.print(f"revoked {args.name}")
+    else:
+        table = Table("name", "role", "created", "revoked")
+        for key in app.keys():
+            table.add_row(key.name, key.role, key.created.isoformat(), key.revoked.isoformat() if key.revoked else "")
+        Console().print(table)
+    return 0
+
+
+def _db(settings: Settings, _: argparse.Namespace) -> int:
+    info = settings.conninfo
+    auth = info["user"] + (f":{info['password']}" if info.get("password") else "")
+    sys.stdout.write(f"postgresql://{auth}@{info['host']}:{info['port']}/{info['dbname']}\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="rulestream", description=__doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "run the API, the policy and the projections"), ("api", "run the API only")):
+        cmd = commands.add_parser(name, help=text)
+        cmd.add_argument("--host", help="address to listen on (RULESTREAM_HOST, default 127.0.0.1)")
+        cmd.add_argument("--port", type=int, help="port to listen on (RULESTREAM_PORT, default 8000)")
+        cmd.set_defaults(run=_serve)
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", required=True)
+    key_commands.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    keys.set_defaults(run=_keys)
+    db = commands.add_parser("db", help="database helpers")
+    db.add_argument("db_command", choices=["url"])
+    db.set_defaults(run=_db)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(Settings(), args))
+    except DomainError as error:
+        console.print(f"[red]error:[/] {error.message}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

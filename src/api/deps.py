@@ -1,0 +1,52 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the application service, the caller's key, the settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.auth import KeyCache
+from api.settings import Settings
+from domain.application import Rulestream
+from domain.keys import ApiKey
+
+
+def _application(request: Request) -> Rulestream:
+    app: Rulestream = request.app.state.rulestream
+    return app
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _keys(request: Request) -> KeyCache:
+    keys: KeyCache = request.app.state.keys
+    return keys
+
+
+def _role(*roles: str):  # type: ignore[no-untyped-def]
+    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+        key = _keys(request).authenticate(authorization, *roles)
+        request.state.key_name = key.name
+        return key
+
+    return check
+
+
+def correlation_id(request: Request, x_correlation_id: Annotated[str | None, Header()] = None) -> str:
+    """The request's correlation id: the client's ``X-Correlation-ID`` if sent, else a new one."""
+    cid = (x_correlation_id or "")[:200] or str(uuid.uuid4())
+    request.state.correlation_id = cid
+    return cid
+
+
+ApplicationDep = Annotated[Rulestream, Depends(_application)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+IntegrationKey = Annotated[ApiKey, Depends(_role("integration"))]
+ManagementKey = Annotated[ApiKey, Depends(_role("management"))]
+AuditorKey = Annotated[ApiKey, Depends(_role("auditor", "management"))]
+CorrelationId = Annotated[str, Depends(correlation_id)]

@@ -1,0 +1,167 @@
+"""The Integration API: Talon.One's ``/v2`` endpoints, driven unmodified by ``talon_one.IntegrationApi``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+
+from api.deps import ApplicationDep, CorrelationId, IntegrationKey
+from api.wire import talon
+from api.wire.integration import (
+    CustomerProfileIntegrationRequest,
+    IntegrationEventRequest,
+    IntegrationRequest,
+    ReturnIntegrationRequest,
+)
+from api.wire.json import FastJSONResponse
+from domain.application import Outcome
+from domain.base import recording
+from domain.session import ReturnedItem
+
+router = APIRouter(tags=["Integration API"], default_response_class=FastJSONResponse)
+
+SessionId = Annotated[str, Path(alias="customerSessionId", min_length=1, max_length=1000)]
+ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)]
+Dry = Annotated[bool, Query(description="Evaluate and answer as if the write happened, recording nothing.")]
+
+
+def _built_in_event(outcome: Outcome) -> dict[str, Any] | None:
+    """The last Talon.One-typed event of the command, as ``Event`` (the ``event`` of ``responseContent``)."""
+    for recorded in reversed(outcome.events):
+        talon_type = getattr(type(recorded), "talon_type", None)
+        if talon_type is None:
+            continue
+        session = outcome.session
+        profile = outcome.profile
+        on_session = session is not None and recorded.originator_id == session.id
+        return talon.event(
+            recorded,
+            outcome.position_of(recorded),
+            event_type=talon_type,
+            attributes=(session.attributes if on_session and session else profile.attributes if profile else {}),
+            profile_id=profile.integration_id if profile else None,
+            session_id=session.integration_id if on_session and session else None,
+        )
+    return None
+
+
+def _custom_event(outcome: Outcome, event_type: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    recorded = next(e for e in outcome.events if getattr(e, "event_type", None) == event_type)
+    return talon.event(
+        recorded,
+        outcome.position_of(recorded),
+        event_type=event_type,
+        attributes=attributes,
+        profile_id=outcome.profile.integration_id if outcome.profile else None,
+        session_id=outcome.session.integration_id if outcome.session else None,
+    )
+
+
+def _state(
+    outcome: Outcome, content: list[str] | None, *, with_session: bool, event: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    wanted = set(content or ())
+    return talon.integration_state(
+        effects=[],
+        session=talon.customer_session(outcome.session) if with_session and outcome.session else None,
+        profile=talon.customer_profile(outcome.profile)
+        if "customerProfile" in wanted and outcome.profile
+        else None,
+        event=(event or _built_in_event(outcome)) if "event" in wanted else None,
+        rule_failure_reasons=[] if "ruleFailureReasons" in wanted else None,
+    )
+
+
+@router.put("/v2/customer_sessions/{customerSessionId}", summary="Update customer session")
+def update_customer_session(
+    customer_session_id: SessionId,
+    body: IntegrationRequest,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    dry: Dry = False,
+) -> Any:
+    """Create or update a customer session and move it through its states (``open``, ``closed``, ``cancelled``).
+
+    An illegal transition answers 400 and records nothing. ``dry=true`` answers as if the update happened.
+    """
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.update_session(
+            customer_session_id, body.customer_session.changes(), body.customer_session.state, dry=dry
+        )
+    return FastJSONResponse(_state(outcome, body.response_content, with_session=True))
+
+
+@router.get("/v2/customer_sessions/{customerSessionId}", summary="Get customer session")
+def get_customer_session(customer_session_id: SessionId, app: ApplicationDep, _: IntegrationKey) -> Any:
+    """The session as it is now, with its current effects."""
+    session = app.get_session(customer_session_id)
+    return FastJSONResponse({"customerSession": talon.customer_session(session), "effects": []})
+
+
+@router.post("/v2/customer_sessions/{customerSessionId}/returns", summary="Return cart items")
+def return_cart_items(
+    customer_session_id: SessionId,
+    body: ReturnIntegrationRequest,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    dry: Dry = False,
+) -> Any:
+    """Return some units of a closed session's cart items; the session becomes ``partially_returned``."""
+    items = [ReturnedItem(i.position, i.quantity, i.sku) for i in body.return_.returned_cart_items]
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.return_items(customer_session_id, items, dry=dry)
+    return FastJSONResponse(_state(outcome, body.response_content, with_session=True))
+
+
+@router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
+def reopen_customer_session(
+    customer_session_id: SessionId, app: ApplicationDep, key: IntegrationKey, correlation_id: CorrelationId
+) -> Any:
+    """Reopen a closed session: it no longer counts as a sale, and its content can change again."""
+    with recording(correlationId=correlation_id, keyName=key.name):
+        app.reopen_session(customer_session_id)
+    return {"effects": []}
+
+
+@router.put("/v2/customer_profiles/{integrationId}", summary="Update customer profile")
+def update_customer_profile(
+    integration_id: ProfileId,
+    body: CustomerProfileIntegrationRequest,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    run_rule_engine: Annotated[bool, Query(alias="runRuleEngine")] = False,
+    dry: Dry = False,
+) -> Any:
+    """Create or update a customer profile's attributes.
+
+    With ``runRuleEngine=true`` this records ``talon_profile_created`` / ``talon_profile_updated`` and rules run.
+    """
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.update_profile(
+            integration_id, body.attributes or {}, run_rule_engine=run_rule_engine, dry=dry and run_rule_engine
+        )
+    return FastJSONResponse(_state(outcome, body.response_content, with_session=False))
+
+
+@router.post("/v2/events", summary="Track event")
+def track_event(
+    body: IntegrationEventRequest,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    dry: Dry = False,
+    silent: Annotated[Literal["yes", "no"], Query()] = "no",
+) -> Any:
+    """Record a custom event for a profile (or for a session, with ``sessionId``); rules react to it."""
+    attributes = body.attributes or {}
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.track_event(body.type, attributes, body.profile_id or None, body.session_id, dry=dry)
+    if silent == "yes":
+        return Response(status_code=204)
+    event = _custom_event(outcome, body.type, attributes)
+    return FastJSONResponse(_state(outcome, body.response_content, with_session=False, event=event))
+

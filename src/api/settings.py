@@ -1,0 +1,82 @@
+"""Settings, read once from the environment (and a ``.env`` file), passed down from there."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "dev", "development", "test"}
+
+
+class Settings(BaseSettings):
+    """Rulestream's configuration. Every field is an environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(default=None, description="postgresql://user:pass@host:port/dbname")
+    postgres_host: str | None = None
+    postgres_port: int | None = None
+    postgres_user: str | None = None
+    postgres_password: str | None = None
+    postgres_db: str | None = None
+
+    environment: Literal["development", "production"] = Field(
+        default="development", validation_alias="RULESTREAM_ENV"
+    )
+    host: str = Field(default="127.0.0.1", validation_alias="RULESTREAM_HOST")
+    port: int = Field(default=8000, validation_alias="RULESTREAM_PORT")
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("rulestream")), validation_alias="RULESTREAM_DATA_DIR"
+    )
+    effects_wait_seconds: float = Field(default=2.0, validation_alias="RULESTREAM_EFFECTS_WAIT")
+    pool_size: int = Field(default=10, validation_alias="RULESTREAM_POOL_SIZE")
+    aggregate_cache_size: int = Field(default=10_000, validation_alias="RULESTREAM_AGGREGATE_CACHE")
+    integration_key: str | None = Field(default=None, validation_alias="RULESTREAM_INTEGRATION_KEY")
+    management_key: str | None = Field(default=None, validation_alias="RULESTREAM_MANAGEMENT_KEY")
+    """Seed keys: when set, keys named ``seed-integration`` / ``seed-management`` with these secrets exist."""
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            for name in ("integration_key", "management_key"):
+                value = getattr(self, name)
+                if value is not None and (value.lower() in PLACEHOLDER_SECRETS or len(value) < 24):
+                    raise ValueError(f"RULESTREAM_{name.upper()} is a placeholder; set a real secret in production")
+        return self
+
+    @property
+    def has_database(self) -> bool:
+        return bool(self.database_url or self.postgres_host)
+
+    @cached_property
+    def conninfo(self) -> dict[str, str]:
+        """The connection parameters of the database, from ``DATABASE_URL`` or the ``POSTGRES_*`` variables."""
+        if self.database_url:
+            url = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            info = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+        else:
+            info = {
+                k: str(v)
+                for k, v in {
+                    "host": self.postgres_host,
+                    "port": self.postgres_port,
+                    "user": self.postgres_user,
+                    "password": self.postgres_password,
+                    "dbname": self.postgres_db,
+                }.items()
+                if v is not None
+            }
+        info.setdefault("dbname", "rulestream")
+        info.setdefault("host", "127.0.0.1")
+        info.setdefault("port", "5432")
+        info.setdefault("user", "postgres")
+        return info
+
+    def url(self) -> str:
+        return make_conninfo("", **self.conninfo)
