@@ -1,7 +1,8 @@
 """Rules as event-sourced aggregates: every version stays readable, with who wrote it and when.
 
-Events store definitions as plain JSON-compatible dicts (``RuleDefinition.to_json()``), never pydantic
-objects, so that they stay readable for as long as the log lives, whatever the models become.
+Events carry the request's metadata like every ``Stream`` event, and store definitions as plain
+JSON-compatible dicts (``RuleDefinition.to_json()``), never pydantic objects, so that they stay readable for
+as long as the log lives, whatever the models become.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
+
+from ..base import Stream
 
 NAMESPACE = uuid.UUID("0b7e4f2c-8a61-5d3e-9f47-2c1d6a8e5b90")
 """Namespace of the uuid5 ids of rule aggregates and of the rule registry."""
@@ -26,7 +29,7 @@ def rule_aggregate_id(rule_id: int) -> uuid.UUID:
 
 @dataclass(frozen=True)
 class RuleVersion:
-    """One version of a rule: its definition, who saved it (API key name), when, and whether it was enabled."""
+    """One version of a rule: its definition, who saved it (API key name), when, and if it was enabled."""
 
     version: int
     definition: dict[str, Any]
@@ -35,28 +38,28 @@ class RuleVersion:
     enabled: bool
 
 
-class Rule(Aggregate):
-    """A rule and all its versions; ``enabled`` is the current switch, set by the definition or by commands."""
+class Rule(Stream):
+    """A rule and all its versions; ``enabled`` is the switch, set by the definition or by commands."""
 
-    class RuleCreated(Aggregate.Created):
+    class RuleCreated(Stream.Created):
         rule_id: int
         definition: dict[str, Any]
         author: str
 
-    class RuleRevised(Aggregate.Event):
+    class RuleRevised(Stream.Event):
         definition: dict[str, Any]
         author: str
 
         def apply(self, aggregate: Any) -> None:
             aggregate._add_version(self.definition, self.author, self.timestamp)
 
-    class RuleDisabled(Aggregate.Event):
+    class RuleDisabled(Stream.Event):
         author: str
 
         def apply(self, aggregate: Any) -> None:
             aggregate.enabled = False
 
-    class RuleEnabled(Aggregate.Event):
+    class RuleEnabled(Stream.Event):
         author: str
 
         def apply(self, aggregate: Any) -> None:
@@ -101,7 +104,7 @@ class Rule(Aggregate):
         self.enabled = enabled
 
 
-class RuleRegistry(Aggregate):
+class RuleRegistry(Stream):
     """The one registry of rule ids: hands out increasing integers and lists them without a read model."""
 
     @staticmethod
