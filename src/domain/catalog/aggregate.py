@@ -7,15 +7,16 @@ least one attribute. ``talon_*`` names are reserved for the built-in event types
 Decisions:
 
 - Nothing is ever deleted: an attribute is deprecated. A deprecated attribute is still accepted in writes
-  (clients that still send it keep working), flagged in ``ValidatedAttributes.deprecated``; its name stays taken.
-- A catalog change never invalidates recorded history: declarations apply to new writes only, and the catalog's
-  own events hold plain JSON values, readable without this code.
+  (clients that still send it keep working), flagged in ``ValidatedAttributes.deprecated``; its name stays
+  taken.
+- A catalog change never invalidates recorded history: declarations apply to new writes only, and the
+  catalog's own events hold plain JSON values, readable without this code.
 - Each custom event type has a schema mode, ``strict`` (Talon.One, the default) or ``discover`` (Gameball),
   chosen with its first attribute (``schema_mode``) and changed later with ``set_schema_mode``. Event types
   themselves are never discovered: an event type exists once an attribute declares it.
-- Built-in properties of an entity (a session's ``total``, a cart item's ``sku``, ...) are not attributes: they
-  live beside ``attributes`` in requests, so no attribute is pre-declared and ``attributes`` accepts declared
-  names only. A custom attribute may not take a built-in property's name, in any case.
+- Built-in properties of an entity (a session's ``total``, a cart item's ``sku``, ...) are not attributes:
+  they live beside ``attributes`` in requests, so no attribute is pre-declared and ``attributes`` accepts
+  declared names only. A custom attribute may not take a built-in property's name, in any case.
 - Names, and titles, are unique per (entity, event type), ignoring case; a duplicate is a ``Conflict``.
 """
 
@@ -52,6 +53,7 @@ class AttributeCatalog(Stream, CatalogQueries):
         self._attributes: dict[int, AttributeInfo] = {}
         self._scopes: dict[Scope, dict[str, int]] = {}
         self._event_types: dict[str, EventTypeInfo] = {}
+        self._started = self.created_on
 
     class Started(Stream.Created):
         pass
@@ -176,8 +178,8 @@ class AttributeCatalog(Stream, CatalogQueries):
         """Declare an attribute (Talon.One ``NewAttribute``); with ``entity="Event"``, its event type too.
 
         ``InvalidInput`` lists every problem of the declaration; a taken name or title is a ``Conflict``.
-        ``schema_mode`` sets the mode of the event type this attribute creates; on an existing type it may only
-        repeat the type's mode (change it with ``set_schema_mode``).
+        ``schema_mode`` sets the mode of the event type this attribute creates; on an existing type it may
+        only repeat the type's mode (change it with ``set_schema_mode``).
         """
         title = name if title is None else title
         problems = checks.declaration_problems(entity, name, type_, event_type, schema_mode)
@@ -223,7 +225,7 @@ class AttributeCatalog(Stream, CatalogQueries):
     ) -> AttributeInfo:
         """Change what describes an attribute (None: unchanged); a narrower restriction binds new writes only.
 
-        Name, type, entity and event type never change. An attribute that is not ``editable`` is a ``Conflict``.
+        Name, type, entity and event type never change. Updating a non-``editable`` one is a ``Conflict``.
         """
         current = self.attribute(attribute_id)
         if not current.editable:

@@ -1,7 +1,7 @@
 """What the catalog tells its readers: attributes, event types, validated attribute values.
 
-These are read-only views built from the catalog's events; the API layer translates them to Talon.One's
-``Attribute`` and ``EventType`` shapes (adding ``accountId`` and the like), the type checker of rules reads types.
+These are read-only views built from the catalog's events: the API layer translates them to Talon.One's
+``Attribute`` and ``EventType`` shapes (adding ``accountId`` and the like).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ MAX_SUGGESTIONS: Final = 50
 class AttributeInfo:
     """One custom attribute, with every field of Talon.One's ``Attribute`` model (``account_id`` aside).
 
-    ``deprecated`` attributes are still accepted in writes (see ``AttributeCatalog``), ``discovered`` ones were
-    registered on first sight by an event type in discover mode.
+    ``deprecated`` attributes are still accepted in writes (see ``AttributeCatalog``); ``discovered`` ones
+    were registered on first sight by an event type in discover mode.
     """
 
     id: int
@@ -86,8 +86,8 @@ class ValidatedAttributes:
     """The attributes of a write, checked against the catalog.
 
     ``values``: the normalised values, to record (numbers are ``Decimal``, times UTC strings).
-    ``discovered``: ``(name, type)`` of attributes to register (``AttributeCatalog.register_discovered``) before
-    recording the write, in discover mode. ``deprecated``: names of deprecated attributes the write used.
+    ``discovered``: ``(name, type)`` of attributes to register (``AttributeCatalog.register_discovered``)
+    before recording the write, in discover mode. ``deprecated``: deprecated attributes the write used.
     """
 
     values: Mapping[str, Any]

@@ -29,7 +29,7 @@ class CatalogQueries:
     _attributes: dict[int, AttributeInfo]
     _scopes: dict[Scope, dict[str, int]]
     _event_types: dict[str, EventTypeInfo]
-    created_on: datetime
+    _started: datetime
 
     def attribute(self, attribute_id: int) -> AttributeInfo:
         """The attribute with this id; ``NotFound`` if there is none."""
@@ -83,7 +83,8 @@ class CatalogQueries:
         """Check the attributes of a custom event (track event, Gameball ingest) before it is recorded.
 
         An unknown or ``talon_*`` event type: ``UnknownEventType`` at ``/type``. Every attribute problem
-        (undeclared in strict mode, wrong type, value not allowed, not discoverable) in one ``AttributeInvalid``.
+        (undeclared in strict mode, wrong type, value not allowed, not discoverable) in one
+        ``AttributeInvalid``.
         In discover mode, ``discovered`` lists what to pass to ``register_discovered``.
         """
         mode = self._require_custom(event_type).mode
@@ -95,7 +96,7 @@ class CatalogQueries:
     ) -> dict[str, Any]:
         """The normalised custom attributes of a session, profile, cart item, ...: declared ones only.
 
-        ``pointer_prefix`` locates ``attributes`` in the request (``/customerSession/cartItems/0/attributes``).
+        ``pointer_prefix`` locates them in the request, e.g. ``/customerSession/cartItems/0/attributes``.
         """
         entity = ENTITY_ALIASES.get(entity, entity)
         if entity == EVENT or entity not in ENTITIES:
@@ -121,4 +122,4 @@ class CatalogQueries:
 
     def _builtin(self, name: str) -> EventTypeInfo:
         title = BUILTIN_EVENT_TYPE_TITLES[name]
-        return EventTypeInfo(BUILTIN_EVENT_TYPES.index(name) + 1, name, title, self.created_on, True, STRICT)
+        return EventTypeInfo(BUILTIN_EVENT_TYPES.index(name) + 1, name, title, self._started, True, STRICT)

@@ -29,8 +29,8 @@ def check_values(
 ) -> ValidatedAttributes:
     """Normalise ``attributes`` by their declarations; ``AttributeInvalid`` with every problem found.
 
-    With ``discover``, an undeclared attribute whose name is valid and whose type can be inferred is accepted and
-    returned in ``discovered``; otherwise an undeclared attribute is a problem.
+    With ``discover``, an undeclared attribute whose name is valid and whose type can be inferred is accepted
+    and returned in ``discovered``; otherwise an undeclared attribute is a problem.
     """
     problems: list[Problem] = []
     values: dict[str, Any] = {}
@@ -61,7 +61,7 @@ def check_values(
 
 
 def name_problems(entity: str, name: str, ptr: str) -> list[Problem]:
-    """Why ``name`` cannot name a new attribute of ``entity`` (its form, or a built-in property it would shadow)."""
+    """Why ``name`` cannot name a new attribute of ``entity``: its form, or a built-in property it shadows."""
     if not NAME_PATTERN.fullmatch(name):
         details = f"'{name}' is not an attribute name: a letter, then letters, digits or _"
         return [Problem("Invalid attribute name", details, ptr)]
@@ -72,7 +72,7 @@ def name_problems(entity: str, name: str, ptr: str) -> list[Problem]:
 
 
 def same_name(name: str, names: Iterable[str]) -> str | None:
-    """The existing name ``name`` collides with, ignoring case (``url`` and ``URL`` would confuse every rule)."""
+    """The existing name ``name`` collides with, ignoring case (``url`` and ``URL`` would confuse rules)."""
     folded = name.casefold()
     return next((n for n in names if n.casefold() == folded), None)
 
