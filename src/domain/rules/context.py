@@ -32,7 +32,7 @@ class CartItemView:
     quantity: int
     position: int
     returned_quantity: int = 0
-    attributes: Mapping[str, Any] = field(default=_EMPTY)
+    attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
