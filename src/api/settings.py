@@ -8,7 +8,7 @@ from typing import Literal
 
 from platformdirs import user_data_dir
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "dev", "development", "test"}
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     integration_key: str | None = Field(default=None, validation_alias="RULESTREAM_INTEGRATION_KEY")
     management_key: str | None = Field(default=None, validation_alias="RULESTREAM_MANAGEMENT_KEY")
     """Seed keys: when set, keys named ``seed-integration`` / ``seed-management`` with these secrets exist."""
+
+    @field_validator("integration_key", "management_key", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

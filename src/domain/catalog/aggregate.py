@@ -181,11 +181,11 @@ class AttributeCatalog(Stream, CatalogQueries):
         ``schema_mode`` sets the mode of the event type this attribute creates; on an existing type it may
         only repeat the type's mode (change it with ``set_schema_mode``).
         """
-        title = name if title is None else title
         problems = checks.declaration_problems(entity, name, type_, event_type, schema_mode)
         problems += checks.description_problems(
             type_, title, suggestions, restricted_by_suggestions, has_allowed_list, allowed_list
         )
+        title = name if title is None else title
         existing = self._event_types.get(event_type) if event_type is not None else None
         if existing is not None and schema_mode not in (None, existing.mode):
             details = f"'{existing.name}' is in {existing.mode} mode: change it with set schema mode"

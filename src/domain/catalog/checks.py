@@ -68,15 +68,15 @@ def event_type_problems(event_type: str | None) -> list[Problem]:
 
 def description_problems(
     type_: str,
-    title: str,
+    title: str | None,
     suggestions: Sequence[str],
     restricted_by_suggestions: bool,
     has_allowed_list: bool,
     allowed_list: Sequence[str],
 ) -> list[Problem]:
-    """Problems of what describes an attribute (also what an update may change)."""
+    """Problems of what describes an attribute (also what an update may change); no title: the name's."""
     problems: list[Problem] = []
-    if not TITLE_PATTERN.fullmatch(title):
+    if title is not None and not TITLE_PATTERN.fullmatch(title):
         details = "a title is a letter, then letters, digits, spaces or _ . ! ~ * ' ( ) -"
         problems.append(Problem(INVALID, details, "/title"))
     if len(suggestions) > MAX_SUGGESTIONS:

@@ -18,28 +18,46 @@ def pointers(data: dict[str, Any]) -> list[str | None]:
 
 
 SHOE_LOVERS = rule(
-    condition={"all": [
-        {"attr": "session.total", "op": "gte", "value": 50},
-        {"cartItems": {"attr": "category", "op": "eqIgnoreCase", "value": "shoes"}, "count": {"op": "gte", "value": 1}},
-        {"history": {"type": "purchase", "within": "P30D", "measure": "count"}, "op": "lt", "value": 5},
-        {"not": {"any": [{"attr": "profile.attributes.tier", "op": "eq", "value": "gold"}]}},
-    ]},
+    condition={
+        "all": [
+            {"attr": "session.total", "op": "gte", "value": 50},
+            {
+                "cartItems": {"attr": "category", "op": "eqIgnoreCase", "value": "shoes"},
+                "count": {"op": "gte", "value": 1},
+            },
+            {"history": {"type": "purchase", "within": "P30D", "measure": "count"}, "op": "lt", "value": 5},
+            {"not": {"any": [{"attr": "profile.attributes.tier", "op": "eq", "value": "gold"}]}},
+        ]
+    },
     effects=[
-        {"effectType": "addLoyaltyPoints", "props": {"name": "double", "value": {"mul": [{"attr": "session.total"}, 2]}}},
-        {"effectType": "showNotification", "props": {"notificationType": "Offer", "title": "Double!", "body": "."}},
+        {
+            "effectType": "addLoyaltyPoints",
+            "props": {"name": "double", "value": {"mul": [{"attr": "session.total"}, 2]}},
+        },
+        {
+            "effectType": "showNotification",
+            "props": {"notificationType": "Offer", "title": "Double!", "body": "."},
+        },
         {"effectType": "setDiscountPerItem", "props": {"name": "d", "value": 5, "position": 1}},
         {"effectType": "addFreeItem", "props": {"sku": "SOCK", "name": "socks"}},
         {"effectType": "customEffect", "props": {"name": "c", "payload": {"a": [1, "b"]}}},
         {"effectType": "triggerWebhook", "props": {"webhook": "crm"}},
         {"effectType": "deductLoyaltyPoints", "props": {"name": "d", "value": 1}},
-        {"effectType": "setDiscount", "props": {"name": "d", "value": {"percentOf": "session.total", "percent": 10}}},
+        {
+            "effectType": "setDiscount",
+            "props": {"name": "d", "value": {"percentOf": "session.total", "percent": 10}},
+        },
     ],
-    limits={"perProfile": 3, "perProfilePerPeriod": {"count": 1, "period": "P1D"}, "everyNth": 1,
-            "budget": {"points": 100000}},
+    limits={
+        "perProfile": 3,
+        "perProfilePerPeriod": {"count": 1, "period": "P1D"},
+        "everyNth": 1,
+        "budget": {"points": 100000},
+    },
     schedule={"startTime": "2026-12-01T00:00:00Z", "endTime": None},
     priority=10,
     delay={"after": "PT2H", "cancelIf": ["talon_session_closed"]},
-)  # fmt: skip
+)
 
 
 def test_every_node_of_the_example_parses_into_its_model() -> None:

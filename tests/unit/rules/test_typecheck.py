@@ -26,27 +26,42 @@ def test_a_rule_that_fits_the_catalog_passes() -> None:
     check_rule(
         definition(
             trigger=["purchase", "talon_session_closed"],
-            condition={"all": [
-                compare("event.attributes.amount", "between", [1, 2.5]),
-                compare("event.attributes.channel", "eqIgnoreCase", "web,app"),
-                compare("event.attributes.tags", "contains", "x"),
-                compare("event.attributes.at", "gt", "2026-01-01T00:00:00Z"),
-                compare("session.total", "gte", 50),
-                compare("session.couponCodes", "contains", "SUMMER"),
-                compare("session.attributes.shippingCity", "in", ["Berlin", "Paris"]),
-                compare("profile.attributes.vip", "eq", True),
-                compare("profile.attributes.birthday", "exists"),
-                compare("profile.loyalty.balance", "lt", 10),
-                {"cartItems": compare("attributes.color", "startsWith", "r"), "sum": {"of": "price", "op": "gt",
-                                                                                    "value": 3}},
-                {"history": {"type": "purchase", "measure": "sum:amount",
-                             "where": compare("event.attributes.channel", "eq", "web")}, "op": "gte", "value": 3},
-            ]},
-            effects=[{"effectType": "addLoyaltyPoints",
-                      "props": {"name": "p", "value": {"round": [{"attr": "event.attributes.amount"}, 0]}}}],
+            condition={
+                "all": [
+                    compare("event.attributes.amount", "between", [1, 2.5]),
+                    compare("event.attributes.channel", "eqIgnoreCase", "web,app"),
+                    compare("event.attributes.tags", "contains", "x"),
+                    compare("event.attributes.at", "gt", "2026-01-01T00:00:00Z"),
+                    compare("session.total", "gte", 50),
+                    compare("session.couponCodes", "contains", "SUMMER"),
+                    compare("session.attributes.shippingCity", "in", ["Berlin", "Paris"]),
+                    compare("profile.attributes.vip", "eq", True),
+                    compare("profile.attributes.birthday", "exists"),
+                    compare("profile.loyalty.balance", "lt", 10),
+                    {
+                        "cartItems": compare("attributes.color", "startsWith", "r"),
+                        "sum": {"of": "price", "op": "gt", "value": 3},
+                    },
+                    {
+                        "history": {
+                            "type": "purchase",
+                            "measure": "sum:amount",
+                            "where": compare("event.attributes.channel", "eq", "web"),
+                        },
+                        "op": "gte",
+                        "value": 3,
+                    },
+                ]
+            },
+            effects=[
+                {
+                    "effectType": "addLoyaltyPoints",
+                    "props": {"name": "p", "value": {"round": [{"attr": "event.attributes.amount"}, 0]}},
+                }
+            ],
         ),
         FakeCatalog(),
-    )  # fmt: skip
+    )
 
 
 def test_an_unknown_trigger_type_is_refused_with_a_pointer() -> None:

@@ -1,0 +1,116 @@
+"""Customer profiles and custom events through the official Talon.One SDK."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+import talon_one
+from talon_one.exceptions import ApiException
+
+from tests.conftest import INTEGRATION_KEY, MANAGEMENT_KEY, Server
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_profile_stores_attributes_and_records_built_in_events(integration: talon_one.IntegrationApi) -> None:
+    pid = new_id("p")
+    body = talon_one.CustomerProfileIntegrationRequestV2(
+        attributes={"Name": "Ada"}, response_content=["customerProfile", "event"]
+    )
+    created = integration.update_customer_profile_v2(pid, body, run_rule_engine=True)
+    assert created.customer_profile.attributes == {"Name": "Ada"}
+    assert created.event.type == "talon_profile_created"
+    body.attributes = {"City": "Berlin"}
+    updated = integration.update_customer_profile_v2(pid, body, run_rule_engine=True)
+    assert updated.event.type == "talon_profile_updated"
+    assert updated.customer_profile.attributes == {"Name": "Ada", "City": "Berlin"}
+
+
+def test_without_the_rule_engine_attributes_are_stored_but_no_built_in_event(
+    integration: talon_one.IntegrationApi,
+) -> None:
+    pid = new_id("p")
+    body = talon_one.CustomerProfileIntegrationRequestV2(attributes={"Name": "Bo"}, response_content=["customerProfile"])
+    stored = integration.update_customer_profile_v2(pid, body)
+    assert stored.customer_profile.attributes == {"Name": "Bo"}
+    assert stored.event is None
+
+
+def test_a_custom_event_is_tracked_for_a_profile(integration: talon_one.IntegrationApi) -> None:
+    pid = new_id("p")
+    response = integration.track_event_v2(
+        talon_one.IntegrationEventV2Request(
+            profile_id=pid, type="page_view", attributes={"url": "/shoes"}, response_content=["customerProfile"]
+        )
+    )
+    assert response.effects == []
+    assert response.customer_profile.integration_id == pid
+
+
+def test_a_reserved_event_type_is_refused(integration: talon_one.IntegrationApi) -> None:
+    with pytest.raises(ApiException) as refused:
+        integration.track_event_v2(talon_one.IntegrationEventV2Request(profile_id=new_id("p"), type="talon_session_closed"))
+    assert refused.value.status == 400
+    assert '"/type"' in refused.value.body
+
+
+def test_silent_tracking_answers_204(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}/v2/events?silent=yes",
+        json={"profileId": new_id("p"), "type": "visit"},
+        headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"},
+    )
+    assert response.status_code == 204
+
+
+def test_an_event_bound_to_a_session_names_it(server: Server, integration: talon_one.IntegrationApi) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    integration.update_customer_session_v2(
+        sid, talon_one.IntegrationRequest(customer_session=talon_one.NewCustomerSessionV2(profile_id=pid))
+    )
+    response = httpx.post(
+        f"{server.url}/v2/events",
+        json={"profileId": pid, "sessionId": sid, "type": "add_to_cart", "attributes": {"sku": "a"},
+              "responseContent": ["event"]},
+        headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"},
+    )
+    assert response.status_code == 200
+    assert response.json()["event"]["sessionId"] == sid
+    unknown = httpx.post(
+        f"{server.url}/v2/events",
+        json={"profileId": pid, "sessionId": "nope-" + sid, "type": "add_to_cart"},
+        headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"},
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["errors"][0]["source"]["pointer"] == "/sessionId"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("ApiKey-v1 not-a-key", 401),
+        ("Basic abc", 401),
+        (f"ManagementKey-v1 {MANAGEMENT_KEY}", 403),
+        (f"ApiKey-v1 {INTEGRATION_KEY}", 200),
+    ],
+)
+def test_the_integration_api_needs_an_integration_key(server: Server, authorization: str | None, status: int) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.post(f"{server.url}/v2/events", json={"profileId": "p", "type": "visit"}, headers=headers)
+    assert response.status_code == status
+    if status != 200:
+        assert response.json()["message"]
+
+
+def test_malformed_json_is_a_400_not_a_500(server: Server) -> None:
+    response = httpx.put(
+        f"{server.url}/v2/customer_sessions/x",
+        content=b'{"customerSession": ',
+        headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400

@@ -1,0 +1,80 @@
+"""The event store on the real PostgreSQL: atomic appends, reloads, and concurrent writers."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from api.db import eventsourcing_env
+from api.settings import Settings
+from domain.application import Rulestream, profile_id, session_id
+from domain.errors import InvalidTransition
+from tests.builders import cart_item, session_changes
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_session_and_its_profile_are_appended_together_and_reload(settings: Settings, rulestream: Rulestream) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    out = rulestream.update_session(sid, session_changes(cart_item("a", "19.99", 2), profile=pid), "closed")
+    assert len(out.positions) == len(out.events) == 5  # session created, closed; profile registered, session started, sale counted
+    assert out.positions == sorted(out.positions)
+
+    fresh = Rulestream(env=eventsourcing_env(settings))
+    session = fresh.get_session(sid)
+    profile = fresh.get_profile(pid)
+    assert session.state == "closed" and session.total == Decimal("39.98")
+    assert profile is not None and profile.total_sales == Decimal("39.98")
+    fresh.close()
+
+
+def test_a_refused_command_records_nothing(rulestream: Rulestream) -> None:
+    sid = new_id("s")
+    rulestream.update_session(sid, session_changes(profile=new_id("p")), "closed")
+    head = rulestream.recorder.max_notification_id()
+    with pytest.raises(InvalidTransition):
+        rulestream.update_session(sid, {}, "closed")
+    assert rulestream.recorder.max_notification_id() == head
+
+
+def test_twenty_parallel_updates_of_one_session_all_succeed_in_order(settings: Settings) -> None:
+    sid = new_id("s")
+    apps = [Rulestream(env=eventsourcing_env(settings)) for _ in range(4)]
+    apps[0].update_session(sid, {"cartItems": []}, None)
+
+    def add(n: int) -> None:
+        app = apps[n % len(apps)]
+        # Each update reads the cart and appends one line: a lost update would drop a line.
+        app._retrying(lambda: app._commit(_add_line(app, sid, n), None, dry=False))
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(add, range(20)))
+    session = apps[0].get_session(sid)
+    assert session.version == 21
+    assert sorted(i.sku for i in session.cart_items) == sorted(f"sku-{n}" for n in range(20))
+    for app in apps:
+        app.close()
+
+
+def _add_line(app: Rulestream, sid: str, n: int):  # type: ignore[no-untyped-def]
+    session = app.get_session(sid)
+    items = [i.to_record() for i in session.cart_items]
+    session.update({"cartItems": [*items, cart_item(f"sku-{n}", 1, 1)]})
+    return session
+
+
+def test_parallel_closes_of_sessions_of_one_profile_all_count(settings: Settings) -> None:
+    pid = new_id("p")
+    app = Rulestream(env=eventsourcing_env(settings))
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda n: app.update_session(f"{pid}-s{n}", session_changes(profile=pid), "closed"), range(10)))
+    profile = app.get_profile(pid)
+    assert profile is not None and profile.closed_sessions == 10 and profile.total_sales == Decimal(100)
+    assert app.repository.get(profile_id(pid)).version == 21  # registered, 10 × (session started, sale counted)
+    assert app.repository.get(session_id(f"{pid}-s0")).version == 2
+    app.close()
