@@ -7,7 +7,7 @@ from domain.errors import DomainError
 
 
 def catalog_with_pageview(schema_mode: str | None = None) -> AttributeCatalog:
-    """A catalog with a ``pageview`` event type (``url`` string, ``seconds`` number) and a few entity attributes."""
+    """A ``pageview`` event type (``url`` string, ``seconds`` number) and one attribute of a few entities."""
     catalog = AttributeCatalog.start()
     catalog.create_attribute("Event", "url", "string", event_type="pageview", schema_mode=schema_mode)
     catalog.create_attribute("Event", "seconds", "number", event_type="pageview")
