@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from .compiler import CompiledRule, RuleOutcome
 from .context import EvaluationContext
+
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,9 @@ def _refusal(
             return f"fired {limits.per_profile} times for this profile already"
         if limits.per_period is not None:
             count, period = limits.per_period
-            if ctx.limits.firings(rule.rule_id, profile_id, ctx.event.at - period) >= count:
+            # The window is (at - period, at]: a firing exactly one period ago has left it.
+            since = ctx.event.at - period + _TICK
+            if ctx.limits.firings(rule.rule_id, profile_id, since) >= count:
                 return f"fired {count} times for this profile within the period already"
     if limits.budget_points is not None or limits.budget_discount is not None:
         used = ctx.limits.budget_used(rule.rule_id)
