@@ -298,25 +298,12 @@ class AttributeCatalog(Stream, CatalogQueries):
                 message = f"'{name}' of type '{type_}' cannot be discovered on '{event_type}'"
                 raise AttributeInvalid(message, problems or None)
             self._refuse_taken(scope, name, None)
-            created.append(
-                self._record_created(
-                    scope,
-                    None,
-                    name=name,
-                    title=name,
-                    attribute_type=type_,
-                    description=DISCOVERED_DESCRIPTION,
-                    suggestions=[],
-                    has_allowed_list=False,
-                    restricted_by_suggestions=False,
-                    allowed_list=[],
-                    editable=True,
-                    subscribed_applications_ids=None,
-                    subscribed_catalogs_ids=None,
-                    allowed_subscriptions=None,
-                    discovered=True,
-                )
-            )
+            fields = _undescribed() | {
+                "title": name,
+                "description": DISCOVERED_DESCRIPTION,
+                "discovered": True,
+            }
+            created.append(self._record_created(scope, None, name=name, attribute_type=type_, **fields))
         return created
 
     def _record_created(self, scope: Scope, schema_mode: str | None, **fields: Any) -> AttributeInfo:
@@ -352,6 +339,19 @@ class AttributeCatalog(Stream, CatalogQueries):
         if same_title is not None:
             problem = Problem("Duplicate attribute title", f"'{same_title}' exists already", "/title")
             raise Conflict(f"{where} has an attribute titled '{same_title}' already", [problem])
+
+
+def _undescribed() -> dict[str, Any]:
+    return {
+        "suggestions": [],
+        "has_allowed_list": False,
+        "restricted_by_suggestions": False,
+        "allowed_list": [],
+        "editable": True,
+        "subscribed_applications_ids": None,
+        "subscribed_catalogs_ids": None,
+        "allowed_subscriptions": None,
+    }
 
 
 def _message(problems: list[Problem], several: str) -> str:
