@@ -38,7 +38,7 @@ def declaration_problems(
         )
     if entity == EVENT:
         problems += event_type_problems(event_type)
-    elif event_type is not None:
+    elif event_type:  # "" and null both mean none, as clients send either
         problems.append(
             Problem(INVALID, "only attributes of the Event entity have an eventType", "/eventType")
         )

@@ -173,3 +173,8 @@ def test_a_non_editable_attribute_cannot_be_updated() -> None:
 def test_an_unknown_attribute_id_is_not_found() -> None:
     with pytest.raises(NotFound):
         catalog_with_pageview().attribute(99)
+
+
+def test_an_empty_event_type_on_another_entity_means_none() -> None:
+    attribute = AttributeCatalog.start().create_attribute("CustomerProfile", "tier", "string", event_type="")
+    assert attribute.event_type is None
