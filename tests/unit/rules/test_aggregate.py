@@ -1,4 +1,5 @@
 import json
+from uuid import UUID
 
 from eventsourcing.application import Application
 
@@ -44,10 +45,10 @@ def test_a_revision_that_disables_the_rule_disables_it() -> None:
 
 
 def test_stored_definitions_are_plain_json_that_parses_again() -> None:
-    app: Application = Application()
+    app: Application[UUID] = Application()
     created = Rule(rule_id=1, definition=DEFINITION, author="ops")
     app.save(created)
-    stored = app.repository.get(created.id)
+    stored: Rule = app.repository.get(created.id)
     assert json.loads(json.dumps(stored.current.definition)) == DEFINITION
     assert parse_rule(stored.current_definition).to_json() == DEFINITION
     assert stored.versions == created.versions
