@@ -20,17 +20,30 @@ INTEGRATION_KEY = "rs_int_test-integration-key-0123456789abcdef"
 MANAGEMENT_KEY = "rs_man_test-management-key-0123456789abcdef"
 
 
+RUN = f"{os.getpid()}"
+"""Databases are named per test run, so that several runs on one machine do not collide."""
+
+
 def fresh_database(name: str) -> str:
-    """Drop and create database ``name`` (suffixed per xdist worker) and return its URL."""
+    """Drop and create database ``name`` (suffixed with this run's id) and return its URL."""
+    name = f"{name}_{RUN}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    return fresh_database("rulestream_test")
+def database_url() -> Iterator[str]:
+    url = fresh_database("rulestream_test")
+    yield url
+    drop_database(url)
 
 
 def free_port() -> int:
@@ -83,3 +96,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         running.process.kill()
+        running.process.wait(timeout=10)
+    drop_database(database)

@@ -274,7 +274,9 @@ class Rulestream(Application[UUID]):
         return aggregate
 
     def _commit(self, session: CustomerSession | None, profile: CustomerProfile | None, *, dry: bool) -> Outcome:
-        aggregates: list[Stream] = [a for a in (session, profile) if a is not None]
+        # The profile's bookkeeping goes first, so that followers evaluating a session event see the profile
+        # as it is after the command (e.g. ``closedSessions`` including the session that just closed).
+        aggregates: list[Stream] = [a for a in (profile, session) if a is not None]
         if dry:
             events = [e for a in aggregates for e in a.collect_events()]
             return Outcome(events=list(events), session=session, profile=profile, dry=True)

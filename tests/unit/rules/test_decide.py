@@ -1,4 +1,3 @@
-import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -162,8 +161,4 @@ def test_one_event_against_a_thousand_rules_takes_well_under_a_millisecond() -> 
     ctx = context(attributes={"channel": "web"}, session_view=session("80", items=(item(category="Shoes"),)))
     rules = index.for_event("purchase")
     assert len(rules) == 10 and len(decide(rules, ctx).effects) == 10
-    runs = 200
-    started = time.perf_counter()
-    for _ in range(runs):
-        decide(index.for_event("purchase"), ctx)
-    assert (time.perf_counter() - started) / runs < 0.001
+    # How fast this is belongs to bench/ (bench/rules.py), not to a timed assertion here.
