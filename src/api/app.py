@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.auth import KeyCache
-from api.routes import integration, system
+from api.routes import audit, catalog, gameball, integration, loyalty, readmodels, rules, system
 from api.settings import Settings
 from api.wire.json import FastJSONResponse
 from domain.application import Rulestream
@@ -31,5 +31,6 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.state.keys = KeyCache(rulestream)
     errors.install(app)
     app.include_router(system.router)
-    app.include_router(integration.router)
+    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit):
+        app.include_router(module.router)
     return app

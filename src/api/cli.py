@@ -2,6 +2,7 @@
 
     rulestream serve [--host H] [--port P]      API, policy and projections in one process
     rulestream api [--host H] [--port P]        the API alone (production: any number of these)
+    rulestream worker policy|projections        followers of the log, as their own process
     rulestream keys create --role R --name N    print a new key, and nothing else
     rulestream keys list | keys revoke NAME
     rulestream db url                           the connection URL of the database in use
@@ -25,6 +26,8 @@ from api.bootstrap import open_application, start
 from api.settings import Settings
 from domain.errors import DomainError
 from domain.keys import ROLES
+from projections import registry
+from projections.follower import FollowerRunner
 
 console = Console(stderr=True)
 
@@ -41,8 +44,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for name, key in started.new_keys.items():
             out.print(f"  {name}: {key}", soft_wrap=True)
     console.print(f"Listening on http://{host}:{port}  (docs at /docs)")
+    runners = []
+    if args.command == "serve":
+        groups = (registry.POLICY, registry.PROJECTIONS)
+        runners = [FollowerRunner(started.rulestream, f) for f in registry.followers(started.rulestream, *groups)]
+        for runner in runners:
+            runner.thread()
     app = create_app(settings, started.rulestream)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        for runner in runners:
+            runner.stop()
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one group of followers (``policy`` or ``projections``) until interrupted."""
+    app = start(settings).rulestream
+    group = registry.POLICY if args.group == "policy" else registry.PROJECTIONS
+    runners = [FollowerRunner(app, f) for f in registry.followers(app, group)]
+    threads = [runner.thread() for runner in runners]
+    console.print(f"worker {args.group}: {', '.join(r.follower.name for r in runners) or 'nothing to run'}")
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        for runner in runners:
+            runner.stop()
     return 0
 
 
@@ -76,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--host", help="address to listen on (RULESTREAM_HOST, default 127.0.0.1)")
         cmd.add_argument("--port", type=int, help="port to listen on (RULESTREAM_PORT, default 8000)")
         cmd.set_defaults(run=_serve)
+    worker = commands.add_parser("worker", help="run followers of the log: the rule policy or the projections")
+    worker.add_argument("group", choices=["policy", "projections"])
+    worker.set_defaults(run=_worker)
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key and print it")
