@@ -7,20 +7,26 @@
     rulestream keys list | keys revoke NAME
     rulestream db url                           the connection URL of the database in use
 
-The database is ``DATABASE_URL`` (or ``POSTGRES_*``); see ``api.settings.Settings`` for every setting.
+The database is ``DATABASE_URL`` (or ``POSTGRES_*``); without either, an embedded PostgreSQL in the data
+directory (``--data-dir``, ``RULESTREAM_DATA_DIR``; see ``api.embedded``). ``api.settings.Settings`` lists
+every setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from api import embedded
 from api.app import create_app
 from api.bootstrap import open_application, start
 from api.settings import Settings
@@ -36,8 +42,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     started = start(settings)
-    info = settings.conninfo
-    console.print(f"[bold]Rulestream[/] on database {info['dbname']} at {info['host']}:{info['port']}")
+    console.print(f"[bold]Rulestream[/] on {settings.url(password=False)}", soft_wrap=True)
     if started.new_keys:
         out = Console()
         out.print("Development keys, shown once (store them now):")
@@ -91,46 +96,77 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _db(settings: Settings, _: argparse.Namespace) -> int:
-    info = settings.conninfo
-    auth = info["user"] + (f":{info['password']}" if info.get("password") else "")
-    sys.stdout.write(f"postgresql://{auth}@{info['host']}:{info['port']}/{info['dbname']}\n")
+    """Print the URL of the database in use; the embedded one only while a Rulestream process runs it."""
+    if settings.has_database:
+        sys.stdout.write(settings.url() + "\n")
+        return 0
+    url = embedded.running_url(settings)
+    if url is None:
+        where = embedded.cluster_dir(settings)
+        console.print(f"The embedded PostgreSQL in {where} is not running: it runs while Rulestream does "
+                      "(rulestream serve).", soft_wrap=True)
+        return 1
+    sys.stdout.write(url + "\n")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rulestream", description=__doc__.split("\n\n")[0])
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                          help="where the embedded PostgreSQL keeps its data, when no DATABASE_URL is set "
+                               "(RULESTREAM_DATA_DIR, default: the user data directory)")
+    root.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     commands = root.add_subparsers(dest="command", required=True)
     for name, text in (("serve", "run the API, the policy and the projections"), ("api", "run the API only")):
-        cmd = commands.add_parser(name, help=text)
+        cmd = commands.add_parser(name, help=text, parents=[data_dir])
         cmd.add_argument("--host", help="address to listen on (RULESTREAM_HOST, default 127.0.0.1)")
         cmd.add_argument("--port", type=int, help="port to listen on (RULESTREAM_PORT, default 8000)")
         cmd.set_defaults(run=_serve)
-    worker = commands.add_parser("worker", help="run followers of the log: the rule policy or the projections")
+    worker = commands.add_parser(
+        "worker", help="run followers of the log: the rule policy or the projections", parents=[data_dir]
+    )
     worker.add_argument("group", choices=["policy", "projections"])
     worker.set_defaults(run=_worker)
-    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys = commands.add_parser("keys", help="create, list and revoke API keys", parents=[data_dir])
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="create a key and print it")
+    create = key_commands.add_parser("create", help="create a key and print it", parents=[data_dir])
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", required=True)
-    key_commands.add_parser("list", help="list keys (never their secrets)")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by name")
+    key_commands.add_parser("list", help="list keys (never their secrets)", parents=[data_dir])
+    revoke = key_commands.add_parser("revoke", help="revoke a key by name", parents=[data_dir])
     revoke.add_argument("name")
     keys.set_defaults(run=_keys)
-    db = commands.add_parser("db", help="database helpers")
+    db = commands.add_parser("db", help="database helpers", parents=[data_dir])
     db.add_argument("db_command", choices=["url"])
     db.set_defaults(run=_db)
     return root
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SIGTERM stops like Ctrl+C, so that cleanup runs (threads, the embedded server): by default it ends the
+    # process on the spot, and uvicorn re-raises it after its own graceful shutdown.
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     try:
-        return int(args.run(Settings(), args))
+        if args.command == "db":
+            return _db(settings, args)
+        if not settings.has_database and args.command in ("serve", "api", "worker"):
+            where = embedded.cluster_dir(settings)
+            console.print(f"Embedded PostgreSQL (no DATABASE_URL): data in {where}", soft_wrap=True)
+        with embedded.database(settings) as settings:
+            return int(args.run(settings, args))
     except DomainError as error:
         console.print(f"[red]error:[/] {error.message}")
         return 2
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from platformdirs import user_data_dir
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str | None = Field(default=None, description="postgresql://user:pass@host:port/dbname")
+    """Neither this nor ``POSTGRES_HOST`` set: Rulestream runs on an embedded PostgreSQL (api.embedded)."""
     postgres_host: str | None = None
     postgres_port: int | None = None
     postgres_user: str | None = None
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     management_key: str | None = Field(default=None, validation_alias="RULESTREAM_MANAGEMENT_KEY")
     """Seed keys: when set, keys named ``seed-integration`` / ``seed-management`` with these secrets exist."""
 
-    @field_validator("integration_key", "management_key", "database_url", mode="before")
+    @field_validator("integration_key", "management_key", "database_url", "postgres_host", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -57,9 +58,10 @@ class Settings(BaseSettings):
 
     @property
     def has_database(self) -> bool:
+        """Whether an external server is configured; if not, the data directory holds an embedded one."""
         return bool(self.database_url or self.postgres_host)
 
-    @cached_property
+    @property
     def conninfo(self) -> dict[str, str]:
         """The connection parameters of the database, from ``DATABASE_URL`` or the ``POSTGRES_*`` variables."""
         if self.database_url:
@@ -83,5 +85,13 @@ class Settings(BaseSettings):
         info.setdefault("user", "postgres")
         return info
 
-    def url(self) -> str:
-        return make_conninfo("", **self.conninfo)
+    def url(self, *, password: bool = True) -> str:
+        """The database as a ``postgresql://`` URL for psql and other tools (a socket folder in ?host=)."""
+        info = self.conninfo
+        auth = quote(info["user"], safe="")
+        if password and info.get("password"):
+            auth += ":" + quote(info["password"], safe="")
+        dbname = quote(info["dbname"], safe="")
+        if info["host"].startswith("/"):
+            return f"postgresql://{auth}@/{dbname}?host={quote(info['host'])}&port={info['port']}"
+        return f"postgresql://{auth}@{info['host']}:{info['port']}/{dbname}"
