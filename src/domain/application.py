@@ -21,7 +21,23 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.anonymous import AnonymousEvent
 from domain.base import Stream, natural_id
-from domain.errors import InvalidInput, InvalidTransition, NotFound, UnknownEventType
+from domain.catalog.aggregate import CATALOG_ID, AttributeCatalog
+from domain.catalog.service import (
+    CatalogService,
+    checked_event,
+    checked_profile_attributes,
+    checked_session_changes,
+    event_problems,
+)
+from domain.catalog.types import invalid
+from domain.errors import (
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    Problem,
+    UnknownEventType,
+    pointer,
+)
 from domain.keys import KEY_RING_ID, ApiKey, KeyRing, new_key
 from domain.profile import CustomerProfile
 from domain.session import (
@@ -66,7 +82,7 @@ class Outcome:
         return None
 
 
-class Rulestream(Application[UUID]):
+class Rulestream(CatalogService, Application[UUID]):
     """Customer sessions, customer profiles, custom events and API keys, in one ordered log."""
 
     name = "rulestream"
@@ -82,6 +98,7 @@ class Rulestream(Application[UUID]):
         self, integration_id: str, changes: Mapping[str, Any], state: str | None, *, dry: bool = False
     ) -> Outcome:
         """Create or update a session, and move it to ``state`` (``None`` keeps the current state)."""
+        changes = checked_session_changes(self.catalog(), changes)
 
         def attempt() -> Outcome:
             session = self._get(session_id(integration_id), CustomerSession)
@@ -137,6 +154,8 @@ class Rulestream(Application[UUID]):
     def update_profile(
         self, integration_id: str, attributes: Mapping[str, Any], *, run_rule_engine: bool, dry: bool = False
     ) -> Outcome:
+        attributes = checked_profile_attributes(self.catalog(), attributes)
+
         def attempt() -> Outcome:
             profile = self._get(profile_id(integration_id), CustomerProfile)
             if profile is None:
@@ -169,6 +188,8 @@ class Rulestream(Application[UUID]):
             raise UnknownEventType.at("/type", f"'{event_type}' is a reserved built-in event type")
 
         def attempt() -> Outcome:
+            catalog = self.catalog()
+            values = checked_event(catalog, event_type, attributes)
             session = None
             if session_integration_id is not None:
                 session = self._get(session_id(session_integration_id), CustomerSession)
@@ -180,12 +201,52 @@ class Rulestream(Application[UUID]):
                     )
             profile = self._profile_for(profile_integration_id or (session.profile_id if session else None))
             if session is not None:
-                session.track(event_type, attributes, profile.integration_id if profile else None)
-                return self._commit(session, profile, dry=dry)
+                session.track(event_type, values, profile.integration_id if profile else None)
+                return self._commit_with_catalog(catalog, session, profile, dry=dry)
             if profile is not None:
-                profile.track(event_type, attributes)
-                return self._commit(None, profile, dry=dry)
-            return self._record_anonymous(AnonymousEvent.track(event_type, attributes), dry=dry)
+                profile.track(event_type, values)
+                return self._commit_with_catalog(catalog, None, profile, dry=dry)
+            anonymous = AnonymousEvent.track(event_type, values)
+            return self._commit_with_catalog(catalog, None, None, anonymous, dry=dry)
+
+        return self._retrying(attempt)
+
+    def track_events(
+        self,
+        profile_integration_id: str,
+        events: Mapping[str, Mapping[str, Any]],
+        profile_attributes: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Outcome:
+        """Record several custom events of one profile in one atomic append: all of them, or none (Gameball).
+
+        ``events`` maps each event type to its attributes; problems are pointed at ``/events/<type>/<name>``.
+        ``profile_attributes`` maps a JSON pointer prefix to profile attributes stored in the same append.
+        """
+
+        def attempt() -> Outcome:
+            catalog = self.catalog()
+            problems: list[Problem] = []
+            recorded: list[tuple[str, dict[str, Any]]] = []
+            for event_type, attributes in events.items():
+                try:
+                    recorded.append((event_type, checked_event(catalog, event_type, attributes)))
+                except InvalidInput as e:
+                    problems += event_problems(e, "/events" + pointer(event_type))
+            stored: dict[str, Any] = {}
+            for prefix, attributes in (profile_attributes or {}).items():
+                try:
+                    stored |= checked_profile_attributes(catalog, attributes, prefix)
+                except InvalidInput as e:
+                    problems += e.problems
+            if problems:
+                raise invalid(problems)
+            profile = self._profile_for(profile_integration_id)
+            assert profile is not None
+            if stored:
+                profile.update(stored, run_rule_engine=False)
+            for event_type, values in recorded:
+                profile.track(event_type, values)
+            return self._commit_with_catalog(catalog, None, profile, dry=False)
 
         return self._retrying(attempt)
 
@@ -284,6 +345,32 @@ class Rulestream(Application[UUID]):
         return Outcome(
             events=[r.domain_event for r in recordings],
             positions=[r.notification.id for r in recordings],
+            session=session,
+            profile=profile,
+        )
+
+    def _commit_with_catalog(
+        self,
+        catalog: AttributeCatalog,
+        session: CustomerSession | None,
+        profile: CustomerProfile | None,
+        anonymous: AnonymousEvent | None = None,
+        *,
+        dry: bool,
+    ) -> Outcome:
+        """Commit a custom event with the attributes discover mode registered for it, in one transaction.
+
+        The catalog's events are not the command's own: they stay out of the ``Outcome``.
+        """
+        if dry or not catalog.pending_events:
+            if anonymous is not None:
+                return self._record_anonymous(anonymous, dry=dry)
+            return self._commit(session, profile, dry=dry)
+        aggregates: list[Stream] = [a for a in (profile, session, anonymous) if a is not None]
+        own = [r for r in self.save(*aggregates, catalog) if r.domain_event.originator_id != CATALOG_ID]
+        return Outcome(
+            events=[r.domain_event for r in own],
+            positions=[r.notification.id for r in own],
             session=session,
             profile=profile,
         )
