@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from api import errors
 from api.auth import KeyCache
+from api.effects import EffectsReader
+from api.loyalty import LoyaltyReader
 from api.routes import audit, catalog, gameball, integration, loyalty, readmodels, rules, system
 from api.settings import Settings
 from api.wire.json import FastJSONResponse
@@ -29,6 +31,8 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.state.settings = settings
     app.state.rulestream = rulestream
     app.state.keys = KeyCache(rulestream)
+    app.state.effects = EffectsReader(rulestream, settings.effects_wait_seconds)
+    app.state.loyalty = LoyaltyReader(rulestream)
     errors.install(app)
     app.include_router(system.router)
     for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit):

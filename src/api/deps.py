@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from api.auth import KeyCache
+from api.effects import EffectsReader
+from api.loyalty import LoyaltyReader
 from api.settings import Settings
 from domain.application import Rulestream
 from domain.keys import ApiKey
@@ -21,6 +23,16 @@ def _application(request: Request) -> Rulestream:
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def _effects(request: Request) -> EffectsReader:
+    effects: EffectsReader = request.app.state.effects
+    return effects
+
+
+def _loyalty(request: Request) -> LoyaltyReader:
+    loyalty: LoyaltyReader = request.app.state.loyalty
+    return loyalty
 
 
 def _keys(request: Request) -> KeyCache:
@@ -45,6 +57,8 @@ def correlation_id(request: Request, x_correlation_id: Annotated[str | None, Hea
 
 
 ApplicationDep = Annotated[Rulestream, Depends(_application)]
+EffectsDep = Annotated[EffectsReader, Depends(_effects)]
+LoyaltyDep = Annotated[LoyaltyReader, Depends(_loyalty)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 IntegrationKey = Annotated[ApiKey, Depends(_role("integration"))]
 ManagementKey = Annotated[ApiKey, Depends(_role("management"))]

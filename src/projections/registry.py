@@ -5,14 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from domain.application import Rulestream
+from projections.effects import Effects
+from projections.events_log import EventsLog
 from projections.follower import Follower
+from projections.loyalty import Loyalty
+from projections.profiles import Profiles
+from projections.readmodel import ReadModel
+from projections.sessions import Sessions
 
 FollowerFactory = Callable[[Rulestream], Follower]
 
 POLICY: dict[str, FollowerFactory] = {}
 """The rule policy (and its timers): ``rulestream worker policy``."""
 
-PROJECTIONS: dict[str, FollowerFactory] = {}
+READ_MODELS: dict[str, type[ReadModel]] = {
+    model.model: model for model in (EventsLog, Sessions, Profiles, Loyalty, Effects)
+}
+"""The read models by name; ``READ_MODELS[name](app, generation=n)`` is the copy a rebuild fills."""
+
+PROJECTIONS: dict[str, FollowerFactory] = dict(READ_MODELS)
 """The read models: ``rulestream worker projections``."""
 
 

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from api.deps import ApplicationDep, CorrelationId, IntegrationKey
+from api.deps import ApplicationDep, CorrelationId, EffectsDep, IntegrationKey, LoyaltyDep
+from api.effects import Effects
 from api.wire import talon
 from api.wire.integration import (
     CustomerProfileIntegrationRequest,
@@ -26,7 +27,7 @@ ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=
 Dry = Annotated[bool, Query(description="Evaluate and answer as if the write happened, recording nothing.")]
 
 
-def _built_in_event(outcome: Outcome) -> dict[str, Any] | None:
+def _built_in_event(outcome: Outcome, effects: Effects) -> dict[str, Any] | None:
     """The last Talon.One-typed event of the command, as ``Event`` (the ``event`` of ``responseContent``)."""
     for recorded in reversed(outcome.events):
         talon_type = getattr(type(recorded), "talon_type", None)
@@ -42,6 +43,7 @@ def _built_in_event(outcome: Outcome) -> dict[str, Any] | None:
             attributes=(session.attributes if on_session and session else profile.attributes if profile else {}),
             profile_id=profile.integration_id if profile else None,
             session_id=session.integration_id if on_session and session else None,
+            effects=effects.effects,
         )
     return None
 
@@ -59,18 +61,32 @@ def _custom_event(outcome: Outcome, event_type: str, attributes: dict[str, Any])
 
 
 def _state(
-    outcome: Outcome, content: list[str] | None, *, with_session: bool, event: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    outcome: Outcome,
+    effects: Effects,
+    content: list[str] | None,
+    *,
+    with_session: bool,
+    event: dict[str, Any] | None = None,
+    loyalty: LoyaltyDep | None = None,
+) -> FastJSONResponse:
+    """The Talon.One integration state, with the effects; ``Rulestream-Effects: pending`` if they came late."""
     wanted = set(content or ())
-    return talon.integration_state(
-        effects=[],
+    if event is not None:
+        event = {**event, "effects": effects.effects}
+    body = talon.integration_state(
+        effects=effects.effects,
         session=talon.customer_session(outcome.session) if with_session and outcome.session else None,
         profile=talon.customer_profile(outcome.profile)
         if "customerProfile" in wanted and outcome.profile
         else None,
-        event=(event or _built_in_event(outcome)) if "event" in wanted else None,
-        rule_failure_reasons=[] if "ruleFailureReasons" in wanted else None,
+        event=(event or _built_in_event(outcome, effects)) if "event" in wanted else None,
+        loyalty=loyalty.of(outcome.profile.integration_id)
+        if loyalty is not None and "loyalty" in wanted and outcome.profile
+        else None,
+        rule_failure_reasons=effects.failures if "ruleFailureReasons" in wanted else None,
     )
+    headers = {"Rulestream-Effects": "pending"} if effects.pending else None
+    return FastJSONResponse(body, headers=headers)
 
 
 @router.put("/v2/customer_sessions/{customerSessionId}", summary="Update customer session")
@@ -80,6 +96,8 @@ def update_customer_session(
     app: ApplicationDep,
     key: IntegrationKey,
     correlation_id: CorrelationId,
+    effects: EffectsDep,
+    loyalty: LoyaltyDep,
     dry: Dry = False,
 ) -> Any:
     """Create or update a customer session and move it through its states (``open``, ``closed``, ``cancelled``).
@@ -90,14 +108,17 @@ def update_customer_session(
         outcome = app.update_session(
             customer_session_id, body.customer_session.changes(), body.customer_session.state, dry=dry
         )
-    return FastJSONResponse(_state(outcome, body.response_content, with_session=True))
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty)
 
 
 @router.get("/v2/customer_sessions/{customerSessionId}", summary="Get customer session")
-def get_customer_session(customer_session_id: SessionId, app: ApplicationDep, _: IntegrationKey) -> Any:
-    """The session as it is now, with its current effects."""
+def get_customer_session(
+    customer_session_id: SessionId, app: ApplicationDep, _: IntegrationKey, loyalty: LoyaltyDep
+) -> Any:
+    """The session as it is now, with its current effects (those not rolled back)."""
     session = app.get_session(customer_session_id)
-    return FastJSONResponse({"customerSession": talon.customer_session(session), "effects": []})
+    current = loyalty.session_effects(session.integration_id, session.state)
+    return FastJSONResponse({"customerSession": talon.customer_session(session), "effects": current})
 
 
 @router.post("/v2/customer_sessions/{customerSessionId}/returns", summary="Return cart items")
@@ -107,23 +128,31 @@ def return_cart_items(
     app: ApplicationDep,
     key: IntegrationKey,
     correlation_id: CorrelationId,
+    effects: EffectsDep,
+    loyalty: LoyaltyDep,
     dry: Dry = False,
 ) -> Any:
     """Return some units of a closed session's cart items; the session becomes ``partially_returned``."""
     items = [ReturnedItem(i.position, i.quantity, i.sku) for i in body.return_.returned_cart_items]
     with recording(correlationId=correlation_id, keyName=key.name):
         outcome = app.return_items(customer_session_id, items, dry=dry)
-    return FastJSONResponse(_state(outcome, body.response_content, with_session=True))
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty)
 
 
 @router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
 def reopen_customer_session(
-    customer_session_id: SessionId, app: ApplicationDep, key: IntegrationKey, correlation_id: CorrelationId
+    customer_session_id: SessionId,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    effects: EffectsDep,
 ) -> Any:
-    """Reopen a closed session: it no longer counts as a sale, and its content can change again."""
+    """Reopen a closed session: its discounts and credited points are rolled back, and it can change again."""
     with recording(correlationId=correlation_id, keyName=key.name):
-        app.reopen_session(customer_session_id)
-    return {"effects": []}
+        outcome = app.reopen_session(customer_session_id)
+    found = effects.of(outcome)
+    headers = {"Rulestream-Effects": "pending"} if found.pending else None
+    return FastJSONResponse({"effects": found.effects}, headers=headers)
 
 
 @router.put("/v2/customer_profiles/{integrationId}", summary="Update customer profile")
@@ -133,6 +162,8 @@ def update_customer_profile(
     app: ApplicationDep,
     key: IntegrationKey,
     correlation_id: CorrelationId,
+    effects: EffectsDep,
+    loyalty: LoyaltyDep,
     run_rule_engine: Annotated[bool, Query(alias="runRuleEngine")] = False,
     dry: Dry = False,
 ) -> Any:
@@ -144,7 +175,7 @@ def update_customer_profile(
         outcome = app.update_profile(
             integration_id, body.attributes or {}, run_rule_engine=run_rule_engine, dry=dry and run_rule_engine
         )
-    return FastJSONResponse(_state(outcome, body.response_content, with_session=False))
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=False, loyalty=loyalty)
 
 
 @router.post("/v2/events", summary="Track event")
@@ -153,6 +184,8 @@ def track_event(
     app: ApplicationDep,
     key: IntegrationKey,
     correlation_id: CorrelationId,
+    effects: EffectsDep,
+    loyalty: LoyaltyDep,
     dry: Dry = False,
     silent: Annotated[Literal["yes", "no"], Query()] = "no",
 ) -> Any:
@@ -163,5 +196,6 @@ def track_event(
     if silent == "yes":
         return Response(status_code=204)
     event = _custom_event(outcome, body.type, attributes)
-    return FastJSONResponse(_state(outcome, body.response_content, with_session=False, event=event))
+    found = effects.of(outcome)
+    return _state(outcome, found, body.response_content, with_session=False, event=event, loyalty=loyalty)
 

@@ -1,0 +1,206 @@
+"""Effects for a command's response: wait (bounded) for the rule policy to pass the command, then read them.
+
+A background thread ``LISTEN``s for the followers' progress notifications and keeps the policy's checkpoint in
+memory; a request waits on a condition variable (woken by the notification, not by sleeping in steps) until the
+checkpoint reaches the command's last log position. It also re-reads the checkpoint every second, so a lost
+notification costs at most that. On timeout the response carries what is known and ``Rulestream-Effects: pending``.
+
+Dry runs do not wait: they call the same decision function in-process, on the would-be events, reading the
+policy's state without writing any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError
+
+from domain.application import Outcome, Rulestream
+from domain.effects import Evaluation, evaluation_id, numeric
+from domain.evaluation import Result, evaluate, trigger_of
+from domain.rules.context import HistoryItem
+from domain.rules.decide import RuleIndex
+from domain.session import CustomerSession
+from projections.follower import PROGRESS_CHANNEL
+from projections.policy import RulePolicy, build_index
+from projections.policy_state import PolicyState
+
+log = logging.getLogger("rulestream.effects")
+
+
+@dataclass
+class Effects:
+    """What a response carries of the rules: effects, failure reasons, and whether the policy was too slow."""
+
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    pending: bool = False
+
+
+class PolicyProgress:
+    """The policy's checkpoint as this process last heard it."""
+
+    def __init__(self, app: Rulestream) -> None:
+        self.app = app
+        self.checkpoint = 0
+        self.changed = threading.Condition()
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="policy-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _advance(self, position: int) -> None:
+        with self.changed:
+            if position > self.checkpoint:
+                self.checkpoint = position
+                self.changed.notify_all()
+
+    def _read(self, conn: psycopg.Connection[Any]) -> None:
+        table = self.app.recorder.tracking_table_name  # type: ignore[attr-defined]
+        try:
+            row = conn.execute(
+                f'SELECT notification_id FROM "{table}" WHERE application_name = %s', (RulePolicy.name,)
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return
+        if row and row[0] is not None:
+            self._advance(int(row[0]))
+
+    def _listen(self) -> None:
+        params = {k: v for k, v in self.app.recorder.datastore.pool.kwargs.items() if k != "row_factory"}  # type: ignore[attr-defined]
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(**params, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f'LISTEN "{PROGRESS_CHANNEL}"')
+                    self._read(conn)
+                    while not self.stopping.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            name, _, position = note.payload.partition(":")
+                            if name == RulePolicy.name:
+                                self._advance(int(position))
+                        self._read(conn)
+            except Exception:  # noqa: BLE001 - the database may be restarting: keep trying
+                log.warning("policy progress listener lost its connection; reconnecting", exc_info=True)
+                self.stopping.wait(1.0)
+
+    def wait(self, position: int, timeout: float) -> bool:
+        """Wait until the policy has passed ``position``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self.checkpoint < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left)
+        return True
+
+
+class EffectsReader:
+    """Effects of recorded commands (after the policy), and of would-be ones (dry runs)."""
+
+    def __init__(self, app: Rulestream, wait_seconds: float) -> None:
+        self.app = app
+        self.wait_seconds = wait_seconds
+        self.progress = PolicyProgress(app)
+        self._rules: tuple[str, RuleIndex] = ("", RuleIndex())
+        self._rules_lock = threading.Lock()
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+    def of(self, outcome: Outcome) -> Effects:
+        if outcome.dry:
+            return self.dry(outcome)
+        last = outcome.last_position
+        if last is None:
+            return Effects()
+        done = self.progress.wait(last, self.wait_seconds)
+        result = self.recorded([(e.originator_id, e.originator_version) for e in outcome.events])
+        result.pending = not done
+        return result
+
+    def recorded(self, causes: Sequence[tuple[Any, int]]) -> Effects:
+        result = Effects()
+        for originator_id, version in causes:
+            try:
+                evaluation: Evaluation = self.app.repository.get(evaluation_id(originator_id, version))
+            except AggregateNotFoundError:
+                continue
+            result.effects.extend(numeric(evaluation.effects))
+            result.failures.extend(evaluation.failures)
+        return result
+
+    # -- dry runs -------------------------------------------------------------------------------------
+
+    def rules(self, state: PolicyState) -> RuleIndex:
+        state.cursor.execute(
+            "SELECT coalesce(string_agg(rule_id || ':' || version || ':' || enabled, ',' ORDER BY rule_id), '') "
+            "AS k FROM policy_rules"
+        )
+        row = state.cursor.fetchone()
+        key = row["k"] if row else ""
+        with self._rules_lock:
+            if key != self._rules[0]:
+                self._rules = (key, build_index(state.rules()))
+            return self._rules[1]
+
+    def dry(self, outcome: Outcome) -> Effects:
+        """Evaluate the would-be events of a dry command as the policy would, storing nothing."""
+        result = Effects()
+        datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            try:
+                cursor.execute("SET TRANSACTION READ ONLY")
+                PolicyState(cursor).rules()
+            except psycopg.errors.UndefinedTable:
+                return result  # the policy never ran: no rules yet
+            state = DryState(cursor)
+            rules = self.rules(state)
+            ledgers: dict[str, Any] = {}
+            for event in outcome.events:
+                session = outcome.session if isinstance(event, CustomerSession.Event) else None
+                trigger = trigger_of(event, session)
+                if trigger is None:
+                    continue
+                profile = outcome.profile
+                key = profile.integration_id if profile else trigger.profile_integration_id
+                if key:
+                    state.would_be.append((key, trigger.event_type, HistoryItem(trigger.at, trigger.attributes)))
+                ledger = None
+                if session is not None:
+                    ledger = ledgers.get(session.integration_id) or state.session_ledger(session.integration_id)
+                active = state.balance(key)[0] if key else Decimal(0)
+                evaluated: Result = evaluate(
+                    rules, trigger, position=None, session=session, profile=profile,
+                    balance=active, ledger=ledger, state=state,
+                )  # fmt: skip
+                if session is not None and evaluated.settlement.ledger is not None:
+                    ledgers[session.integration_id] = evaluated.settlement.ledger
+                result.effects.extend(evaluated.effects)
+                result.failures.extend(evaluated.failure_reasons())
+        return result
+
+
+class DryState(PolicyState):
+    """The policy's state, read-only, plus the would-be events of a dry run (history conditions count them)."""
+
+    def __init__(self, cursor: Any) -> None:
+        super().__init__(cursor)
+        self.would_be: list[tuple[str, str, HistoryItem]] = []
+
+    def events(self, profile_id: str, event_type: str, since: Any) -> Sequence[HistoryItem]:
+        recorded = list(super().events(profile_id, event_type, since))
+        extra = [
+            item for (p, t, item) in self.would_be
+            if p == profile_id and t == event_type and (since is None or item.at >= since)
+        ]  # fmt: skip
+        return recorded + extra

@@ -1,0 +1,73 @@
+"""Loyalty balances and a session's current effects, read from the rule policy's state.
+
+A balance is the running fold of the ledger entries the policy recorded (``domain.effects.Evaluation.ledger``);
+pending points are those of open sessions, credited when the session closes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from domain.application import Rulestream
+from domain.effects import LOYALTY_PROGRAM_ID
+from domain.settlement import SessionLedger
+from projections.policy_state import PolicyState
+
+PROGRAM = {"id": LOYALTY_PROGRAM_ID, "title": "Loyalty", "name": "loyalty"}
+
+
+class LoyaltyReader:
+    def __init__(self, app: Rulestream) -> None:
+        self.app = app
+
+    def _read(self, fn: Any) -> Any:
+        datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as conn, conn.cursor() as cursor:
+            try:
+                return fn(PolicyState(cursor))
+            except psycopg.errors.UndefinedTable:
+                return None
+
+    def balance(self, profile_id: str) -> tuple[Decimal, Decimal]:
+        found = self._read(lambda state: state.balance(profile_id))
+        return found if found is not None else (Decimal(0), Decimal(0))
+
+    def of(self, profile_id: str) -> dict[str, Any]:
+        """Talon.One's ``Loyalty``: the profile's ledger in the one built-in program."""
+        active, pending = self.balance(profile_id)
+        ledger = {
+            "currentBalance": active,
+            "pendingBalance": pending,
+            "negativeBalance": -active if active < 0 else Decimal(0),
+            "expiredBalance": 0,
+            "spentBalance": 0,
+            "tentativeCurrentBalance": active,
+            "tentativePendingBalance": pending,
+        }
+        return {"programs": {str(LOYALTY_PROGRAM_ID): {**PROGRAM, "ledger": ledger}}}
+
+    def balances(self, profile_id: str) -> dict[str, Any]:
+        """Talon.One's ``LoyaltyBalancesWithTiers``."""
+        active, pending = self.balance(profile_id)
+        balance = {
+            "activePoints": max(active, Decimal(0)),
+            "pendingPoints": pending,
+            "spentPoints": 0,
+            "expiredPoints": 0,
+            "negativePoints": -active if active < 0 else Decimal(0),
+        }
+        return {"balance": balance, "subledgerBalances": {}}
+
+    def session_effects(self, session_id: str, state: str) -> list[dict[str, Any]]:
+        """The session's effects still in force: current discounts and points, minus what was rolled back."""
+        ledger: SessionLedger | None = self._read(lambda s: s.session_ledger(session_id))
+        if ledger is None:
+            return []
+        if state == "open":
+            return [*ledger.discounts.values(), *ledger.pending.values()]
+        if state == "cancelled":
+            return []
+        return [e for e in ledger.credited.values() if Decimal(e["props"].get("value", 0)) > 0]

@@ -1,0 +1,185 @@
+"""The rule policy's own state, in PostgreSQL tables it alone writes (inside its batch transactions).
+
+- ``policy_history``: one row per evaluated event of a profile — what ``history`` conditions count and sum;
+- ``policy_firings`` / ``policy_matches`` / ``policy_budgets``: what ``limits`` need;
+- ``policy_sessions``: each session's effect ledger (current discounts, pending and credited points);
+- ``policy_balances``: each profile's loyalty balance, the running fold of the recorded ledger entries;
+- ``policy_rules``: the rule versions in force at the policy's checkpoint (so a restart resumes with the rules
+  of that moment in the log, not of today).
+
+Every lookup is an index range scan for one profile (or rule): the policy never scans the log per event. All of it
+can be rebuilt by replaying the log from the start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from domain.effects import LedgerEntry
+from domain.rules.context import HistoryItem
+from domain.rules.decide import Decision
+from domain.settlement import SessionLedger
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS policy_history (
+    profile_id text NOT NULL, event_type text NOT NULL, at timestamptz NOT NULL, position bigint NOT NULL,
+    attributes jsonb NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS policy_history_lookup ON policy_history (profile_id, event_type, at);
+CREATE TABLE IF NOT EXISTS policy_firings (
+    rule_id int NOT NULL, profile_id text NOT NULL, at timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS policy_firings_lookup ON policy_firings (rule_id, profile_id, at);
+CREATE TABLE IF NOT EXISTS policy_matches (
+    rule_id int NOT NULL, profile_id text NOT NULL, matches bigint NOT NULL, PRIMARY KEY (rule_id, profile_id));
+CREATE TABLE IF NOT EXISTS policy_budgets (
+    rule_id int PRIMARY KEY, points numeric NOT NULL DEFAULT 0, discount numeric NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS policy_sessions (session_id text PRIMARY KEY, profile_id text, ledger jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_balances (
+    profile_id text PRIMARY KEY, active numeric NOT NULL DEFAULT 0, pending numeric NOT NULL DEFAULT 0,
+    spent numeric NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS policy_rules (
+    rule_id int PRIMARY KEY, version int NOT NULL, definition jsonb NOT NULL, enabled boolean NOT NULL);
+"""
+
+
+def _json(value: Any) -> Jsonb:
+    # Numbers stay JSON numbers (history sums read them back as numbers).
+    return Jsonb(value, dumps=lambda v: json.dumps(v, default=_number))
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+class PolicyState:
+    """Reads and writes of the policy's tables through one cursor (one transaction, or read-only for dry runs).
+
+    Implements the rule language's ``HistoryReader`` and ``LimitsReader``.
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        self.cursor = cursor
+
+    @staticmethod
+    def create_tables(cursor: psycopg.Cursor[DictRow]) -> None:
+        cursor.execute(SCHEMA)
+
+    # -- HistoryReader / LimitsReader -----------------------------------------------------------------
+
+    def events(self, profile_id: str, event_type: str, since: datetime | None) -> Sequence[HistoryItem]:
+        self.cursor.execute(
+            "SELECT at, attributes FROM policy_history WHERE profile_id = %s AND event_type = %s "
+            "AND at >= coalesce(%s, '-infinity'::timestamptz) ORDER BY at, position",
+            (profile_id, event_type, since),
+        )
+        return [HistoryItem(row["at"], row["attributes"]) for row in self.cursor.fetchall()]
+
+    def firings(self, rule_id: int, profile_id: str, since: datetime | None) -> int:
+        self.cursor.execute(
+            "SELECT count(*) AS n FROM policy_firings WHERE rule_id = %s AND profile_id = %s "
+            "AND at >= coalesce(%s, '-infinity'::timestamptz)",
+            (rule_id, profile_id, since),
+        )
+        row = self.cursor.fetchone()
+        return int(row["n"]) if row else 0
+
+    def matches(self, rule_id: int, profile_id: str) -> int:
+        self.cursor.execute(
+            "SELECT matches FROM policy_matches WHERE rule_id = %s AND profile_id = %s", (rule_id, profile_id)
+        )
+        row = self.cursor.fetchone()
+        return int(row["matches"]) if row else 0
+
+    def budget_used(self, rule_id: int) -> Mapping[str, Decimal]:
+        self.cursor.execute("SELECT points, discount FROM policy_budgets WHERE rule_id = %s", (rule_id,))
+        row = self.cursor.fetchone()
+        return {"points": row["points"], "discount": row["discount"]} if row else {}
+
+    # -- sessions and balances ------------------------------------------------------------------------
+
+    def session_ledger(self, session_id: str) -> SessionLedger:
+        self.cursor.execute("SELECT ledger FROM policy_sessions WHERE session_id = %s", (session_id,))
+        row = self.cursor.fetchone()
+        return SessionLedger.from_record(row["ledger"] if row else None)
+
+    def balance(self, profile_id: str) -> tuple[Decimal, Decimal]:
+        """(active, pending) points of the profile."""
+        self.cursor.execute("SELECT active, pending FROM policy_balances WHERE profile_id = %s", (profile_id,))
+        row = self.cursor.fetchone()
+        return (row["active"], row["pending"]) if row else (Decimal(0), Decimal(0))
+
+    def rules(self) -> list[dict[str, Any]]:
+        self.cursor.execute("SELECT rule_id, version, definition, enabled FROM policy_rules ORDER BY rule_id")
+        return list(self.cursor.fetchall())
+
+    # -- writes (the policy's batch transaction only) -------------------------------------------------
+
+    def remember_event(
+        self, profile_id: str, event_type: str, at: datetime, position: int, attributes: Mapping[str, Any]
+    ) -> None:
+        self.cursor.execute(
+            "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) VALUES (%s, %s, %s, %s, %s)",
+            (profile_id, event_type, at, position, _json(dict(attributes))),
+        )
+
+    def remember_decision(self, decision: Decision) -> None:
+        for firing in decision.firings:
+            if firing.profile_id is not None:
+                self.cursor.execute(
+                    "INSERT INTO policy_firings (rule_id, profile_id, at) VALUES (%s, %s, %s)",
+                    (firing.rule_id, firing.profile_id, firing.at),
+                )
+            if firing.points or firing.discount:
+                self.cursor.execute(
+                    "INSERT INTO policy_budgets (rule_id, points, discount) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (rule_id) DO UPDATE SET points = policy_budgets.points + EXCLUDED.points, "
+                    "discount = policy_budgets.discount + EXCLUDED.discount",
+                    (firing.rule_id, firing.points, firing.discount),
+                )
+        for rule_id, profile_id in decision.matches:
+            self.cursor.execute(
+                "INSERT INTO policy_matches (rule_id, profile_id, matches) VALUES (%s, %s, 1) "
+                "ON CONFLICT (rule_id, profile_id) DO UPDATE SET matches = policy_matches.matches + 1",
+                (rule_id, profile_id),
+            )
+
+    def keep_session(self, session_id: str, profile_id: str | None, before: SessionLedger, after: SessionLedger) -> None:
+        self.cursor.execute(
+            "INSERT INTO policy_sessions (session_id, profile_id, ledger) VALUES (%s, %s, %s) "
+            "ON CONFLICT (session_id) DO UPDATE SET ledger = EXCLUDED.ledger, profile_id = EXCLUDED.profile_id",
+            (session_id, profile_id, Jsonb(after.to_record())),
+        )
+        delta = after.pending_points - before.pending_points
+        if profile_id and delta:
+            self._add_balance(profile_id, Decimal(0), delta)
+
+    def book(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self._add_balance(entry.profile_id, entry.amount, Decimal(0))
+
+    def _add_balance(self, profile_id: str, active: Decimal, pending: Decimal) -> None:
+        self.cursor.execute(
+            "INSERT INTO policy_balances (profile_id, active, pending) VALUES (%s, %s, %s) "
+            "ON CONFLICT (profile_id) DO UPDATE SET active = policy_balances.active + EXCLUDED.active, "
+            "pending = policy_balances.pending + EXCLUDED.pending",
+            (profile_id, active, pending),
+        )
+
+    def keep_rule(self, rule_id: int, version: int, definition: Mapping[str, Any], enabled: bool) -> None:
+        self.cursor.execute(
+            "INSERT INTO policy_rules (rule_id, version, definition, enabled) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (rule_id) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition, "
+            "enabled = EXCLUDED.enabled",
+            (rule_id, version, Jsonb(dict(definition)), enabled),
+        )

@@ -1,0 +1,155 @@
+"""Rules, the policy and effects in responses, end to end: HTTP for rules, the official SDK for the rest."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import talon_one
+
+from tests.conftest import MANAGEMENT_KEY, Server
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_rule(server: Server, rule: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        f"{server.url}/v1/rules", json=rule, headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def close(integration: talon_one.IntegrationApi, sid: str, pid: str, items: list[talon_one.CartItem], state: str):  # type: ignore[no-untyped-def]
+    return integration.update_customer_session_v2(
+        sid,
+        talon_one.IntegrationRequest(
+            customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state=state, cart_items=items),
+            response_content=["customerSession", "customerProfile", "loyalty", "ruleFailureReasons"],
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def big_spender_rules(server: Server) -> dict[str, int]:
+    tag = uuid.uuid4().hex[:6]
+    points = create_rule(
+        server,
+        {
+            "name": f"big spenders earn double {tag}",
+            "trigger": ["talon_session_closed"],
+            "condition": {"all": [
+                {"attr": "session.total", "op": "gte", "value": 50},
+                {"attr": "session.cartItemTotal", "op": "gt", "value": 0},
+            ]},
+            "effects": [{"effectType": "addLoyaltyPoints",
+                         "props": {"name": "double", "value": {"mul": [{"attr": "session.total"}, 2]}}}],
+        },
+    )
+    discount = create_rule(
+        server,
+        {
+            "name": f"ten off big carts {tag}",
+            "trigger": ["talon_session_created", "talon_session_updated", "talon_session_closed"],
+            "condition": {"attr": "session.total", "op": "gte", "value": 50},
+            "effects": [{"effectType": "setDiscount", "props": {"name": "ten-off", "value": 10}}],
+        },
+    )
+    return {"points": points["id"], "discount": discount["id"]}
+
+
+def effect_types(response: Any) -> list[str]:
+    return sorted(e.effect_type for e in response.effects)
+
+
+def test_closing_a_big_session_earns_points_and_a_discount_and_revoking_rolls_back(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    items = [talon_one.CartItem(sku="shoe", price=30, quantity=2)]
+    opened = close(integration, sid, pid, items, "open")
+    assert effect_types(opened) == ["setDiscount"]
+    closed = close(integration, sid, pid, items, "closed")
+    assert effect_types(closed) == ["addLoyaltyPoints", "setDiscount"]
+    points = next(e for e in closed.effects if e.effect_type == "addLoyaltyPoints")
+    assert points.props["value"] == 120
+    assert points.campaign_id == big_spender_rules["points"] and points.ruleset_id == 1
+    assert closed.loyalty.programs["1"].ledger.current_balance == 120
+    balances = integration.get_loyalty_balances(1, pid)
+    assert balances.balance.active_points == 120
+
+    revoked = close(integration, sid, pid, items, "cancelled")
+    assert effect_types(revoked) == ["rollbackAddedLoyaltyPoints", "rollbackDiscount"]
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == 0
+
+
+def test_a_partial_return_rolls_back_pro_rata(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    items = [talon_one.CartItem(sku="a", price=25, quantity=2), talon_one.CartItem(sku="b", price=50, quantity=1)]
+    closed = close(integration, sid, pid, items, "closed")
+    assert closed.loyalty.programs["1"].ledger.current_balance == 200
+    returned = integration.return_cart_items(
+        sid,
+        talon_one.ReturnIntegrationRequest(
+            var_return=talon_one.NewReturn(returned_cart_items=[talon_one.ReturnedCartItem(position=0, quantity=1)])
+        ),
+    )
+    rollback = {e.effect_type: e.props["value"] for e in returned.effects}
+    assert rollback == {"rollbackAddedLoyaltyPoints": 50, "rollbackDiscount": 2.5}
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == 150
+
+
+def test_small_sessions_report_why_the_rule_did_not_fire(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    closed = close(integration, new_id("s"), new_id("p"), [talon_one.CartItem(sku="a", price=5, quantity=1)], "closed")
+    assert closed.effects == []
+    failed = {r.campaign_id: r for r in closed.rule_failure_reasons}
+    assert failed[big_spender_rules["points"]].condition_index == 0
+
+
+def test_a_dry_run_answers_the_effects_and_records_nothing(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    items = [talon_one.CartItem(sku="a", price=100, quantity=1)]
+    dry = integration.update_customer_session_v2(
+        sid,
+        talon_one.IntegrationRequest(
+            customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed", cart_items=items)
+        ),
+        dry=True,
+    )
+    assert "addLoyaltyPoints" in effect_types(dry)
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == 0
+
+
+def test_an_invalid_rule_is_refused_with_a_pointer(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/rules",
+        json={"name": "x", "trigger": ["talon_session_closed"],
+              "condition": {"all": [{"attr": "session.total", "op": "gte", "value": 1},
+                                    {"attr": "session.total", "op": "startsWith", "value": "a"}]},
+              "effects": []},
+        headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"},
+    )
+    assert response.status_code == 400
+    pointers = [e["source"].get("pointer") for e in response.json()["errors"]]
+    assert "/condition/all/1/op" in pointers
+
+
+def test_rule_versions_are_kept(server: Server) -> None:
+    headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    rule = {"name": "v", "trigger": ["talon_session_closed"], "effects": []}
+    created = create_rule(server, rule)
+    revised = httpx.put(f"{server.url}/v1/rules/{created['id']}", json={**rule, "name": "v2"}, headers=headers)
+    assert revised.json()["version"] == 2
+    versions = httpx.get(f"{server.url}/v1/rules/{created['id']}/versions", headers=headers).json()["data"]
+    assert [v["definition"]["name"] for v in versions] == ["v", "v2"]
