@@ -17,6 +17,7 @@ above it.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,10 +76,18 @@ def database(settings: Settings) -> Iterator[Settings]:
     if settings.has_database:
         yield settings
         return
-    server = _start(cluster_dir(settings))
+    pgdata = cluster_dir(settings)
+    server = _start(pgdata)
     try:
         yield settings.model_copy(update={"database_url": server.get_uri(settings.conninfo["dbname"])})
     finally:
+        if os.name == "posix" and os.geteuid() == 0:
+            # pg_ctl stop runs as the pgserver user too: give it back the way in, should something have closed
+            # a folder above the cluster since the start (pytest does so to its base temp folder), or the
+            # server would be killed instead of stopped.
+            from pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(pgdata)
         server.cleanup()
 
 
