@@ -1,0 +1,123 @@
+"""The rule policy on the real PostgreSQL: exactly-once effects across crashes, and replay reproduces the log."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from domain.application import Rulestream
+from domain.effects import Evaluation, evaluation_id, plain
+from domain.rulebook import RuleBook
+from projections.follower import FollowerRunner
+from projections.policy import RulePolicy
+from projections.replay import Replay
+from tests.builders import cart_item, session_changes
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def purchase_type(rulestream: Rulestream) -> str:
+    """A custom event type ``purchase_<tag>`` with a number attribute ``amount``."""
+    name = f"purchase_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("Event", "amount", "number", event_type=name)
+    return name
+
+
+def rules_for(rulestream: Rulestream, purchase: str) -> None:
+    book = RuleBook(rulestream)
+    book.create(
+        {"name": "points per purchase", "trigger": [purchase],
+         "effects": [{"effectType": "addLoyaltyPoints",
+                      "props": {"name": "p", "value": {"attr": "event.attributes.amount"}}}]},
+        "test",
+    )  # fmt: skip
+    book.create(
+        {"name": "every third purchase", "trigger": [purchase], "limits": {"everyNth": 3},
+         "effects": [{"effectType": "showNotification",
+                      "props": {"notificationType": "Offer", "title": "3rd!", "body": "thanks"}}]},
+        "test",
+    )  # fmt: skip
+    book.create(
+        {"name": "loyal closers", "trigger": ["talon_session_closed"],
+         "condition": {"history": {"type": purchase, "measure": "sum:amount"}, "op": "gte", "value": 10},
+         "effects": [{"effectType": "setDiscount", "props": {"name": "loyal", "value": 5}}]},
+        "test",
+    )  # fmt: skip
+
+
+def workload(rulestream: Rulestream, purchase: str, profiles: int = 5) -> list[str]:
+    keys = [new_id("p") for _ in range(profiles)]
+    for key in keys:
+        for amount in (3, 4, 5, 6):
+            rulestream.track_event(purchase, {"amount": amount}, key, None)
+        rulestream.update_session(new_id("s"), session_changes(cart_item("a", 20, 1), profile=key), "closed")
+    return keys
+
+
+def evaluations(rulestream: Rulestream) -> list[dict[str, Any]]:
+    found = []
+    for notification in rulestream.recorder.select_notifications(start=0, limit=100_000):
+        event = rulestream.mapper.to_domain_event(notification)
+        if isinstance(event, Evaluation.Evaluated):
+            found.append({"cause": event.cause, "effects": event.effects, "ledger": event.ledger})
+    return found
+
+
+def test_the_policy_records_effects_once_even_when_killed_mid_batch(
+    rulestream: Rulestream, purchase_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_for(rulestream, purchase_type)
+    keys = workload(rulestream, purchase_type)
+    before = len(evaluations(rulestream))
+
+    policy = RulePolicy(rulestream)
+    policy.batch_size = 7
+    runner = FollowerRunner(rulestream, policy)
+    calls = {"n": 0}
+    real = policy._record
+
+    def crash_on_third_batch(*args: Any) -> None:
+        calls["n"] += 1
+        real(*args)
+        if calls["n"] == 3:
+            raise RuntimeError("killed mid-batch")
+
+    monkeypatch.setattr(policy, "_record", crash_on_third_batch)
+    with pytest.raises(RuntimeError):
+        runner.run_until_caught_up()
+    monkeypatch.undo()
+    FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+
+    recorded = evaluations(rulestream)[before:]
+    causes = [(e["cause"]["originatorId"], e["cause"]["originatorVersion"]) for e in recorded]
+    assert len(causes) == len(set(causes)), "an event was evaluated twice"
+    mine = [e for e in recorded if e["cause"]["profileId"] in keys]
+    points = [e for e in mine for x in e["effects"] if x["effectType"] == "addLoyaltyPoints"]
+    thirds = [e for e in mine for x in e["effects"] if x["effectType"] == "showNotification"]
+    discounts = [e for e in mine for x in e["effects"] if x["effectType"] == "setDiscount"]
+    assert len(points) == 4 * len(keys)  # every purchase
+    assert len(thirds) == 1 * len(keys)  # the 3rd of 4 purchases
+    assert len(discounts) == len(keys)  # 3+4+5+6 = 18 >= 10 before each close
+    for key in keys:
+        balance = sum(Decimal(x["amount"]) for e in mine for x in e["ledger"] if x["profileId"] == key)
+        assert balance == 18
+
+
+def test_replaying_the_log_reproduces_the_recorded_effects(rulestream: Rulestream, purchase_type: str) -> None:
+    rules_for(rulestream, purchase_type)
+    workload(rulestream, purchase_type, profiles=3)
+    FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+
+    replayed = {
+        (str(r.originator_id), r.originator_version): r.result for r in Replay(rulestream).run() if r.result.effects
+    }
+    assert replayed
+    for (originator, version), result in replayed.items():
+        recorded: Evaluation = rulestream.repository.get(evaluation_id(uuid.UUID(originator), version))
+        assert recorded.effects == plain(result.effects)
