@@ -9,6 +9,7 @@ import httpx
 import pytest
 import talon_one
 
+from tests.builders import declare
 from tests.conftest import MANAGEMENT_KEY, Server
 
 
@@ -153,3 +154,56 @@ def test_rule_versions_are_kept(server: Server) -> None:
     assert revised.json()["version"] == 2
     versions = httpx.get(f"{server.url}/v1/rules/{created['id']}/versions", headers=headers).json()["data"]
     assert [v["definition"]["name"] for v in versions] == ["v", "v2"]
+
+
+def test_a_rule_on_a_custom_event_credits_points_in_the_track_event_response(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    purchase = f"purchase_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "amount", "number", event_type=purchase)
+    rule = create_rule(
+        server,
+        {"name": f"a point per euro {purchase}", "trigger": [purchase],
+         "condition": {"attr": "event.attributes.amount", "op": "gt", "value": 0},
+         "effects": [{"effectType": "addLoyaltyPoints",
+                      "props": {"name": "euros", "value": {"attr": "event.attributes.amount"}}}],
+         "limits": {"perProfilePerPeriod": {"count": 2, "period": "P1D"}}},
+    )  # fmt: skip
+    pid = new_id("p")
+
+    def track(amount: float) -> Any:
+        return integration.track_event_v2(
+            talon_one.IntegrationEventV2Request(
+                profile_id=pid, type=purchase, attributes={"amount": amount}, response_content=["loyalty"]
+            )
+        )
+
+    first = track(12.5)
+    assert [(e.effect_type, e.props["value"], e.campaign_id) for e in first.effects] == [
+        ("addLoyaltyPoints", 12.5, rule["id"])
+    ]
+    assert first.loyalty.programs["1"].ledger.current_balance == 12.5
+    assert len(track(1).effects) == 1
+    assert track(1).effects == []  # a third firing within a day is over the limit
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == 13.5
+
+
+def test_every_nth_fires_on_exactly_every_nth_match(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    visit = f"visit_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "page", "string", event_type=visit)
+    create_rule(
+        server,
+        {"name": f"third visit {visit}", "trigger": [visit], "limits": {"everyNth": 3},
+         "effects": [{"effectType": "showNotification",
+                      "props": {"notificationType": "Info", "title": "Hi", "body": "3rd visit"}}]},
+    )  # fmt: skip
+    pid = new_id("p")
+    fired = [
+        bool(integration.track_event_v2(
+            talon_one.IntegrationEventV2Request(profile_id=pid, type=visit, attributes={"page": "/"})
+        ).effects)
+        for _ in range(7)
+    ]  # fmt: skip
+    assert fired == [False, False, True, False, False, True, False]
