@@ -9,6 +9,7 @@ import pytest
 import talon_one
 from talon_one.exceptions import ApiException
 
+from tests.builders import declare
 from tests.conftest import INTEGRATION_KEY, MANAGEMENT_KEY, Server
 
 
@@ -16,7 +17,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def test_a_profile_stores_attributes_and_records_built_in_events(integration: talon_one.IntegrationApi) -> None:
+def declare_catalog(management: talon_one.ManagementApi) -> None:
+    """What these tests write, declared first: the catalog validates every write, as in Talon.One."""
+    for name in ("Name", "City"):
+        declare(management, "CustomerProfile", name)
+    declare(management, "Event", "url", event_type="page_view")
+    declare(management, "Event", "source", event_type="visit")
+    declare(management, "Event", "sku", event_type="add_to_cart")
+
+
+def test_a_profile_stores_attributes_and_records_built_in_events(
+    integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    declare_catalog(management)
     pid = new_id("p")
     body = talon_one.CustomerProfileIntegrationRequestV2(
         attributes={"Name": "Ada"}, response_content=["customerProfile", "event"]
@@ -31,8 +44,9 @@ def test_a_profile_stores_attributes_and_records_built_in_events(integration: ta
 
 
 def test_without_the_rule_engine_attributes_are_stored_but_no_built_in_event(
-    integration: talon_one.IntegrationApi,
+    integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
 ) -> None:
+    declare_catalog(management)
     pid = new_id("p")
     body = talon_one.CustomerProfileIntegrationRequestV2(attributes={"Name": "Bo"}, response_content=["customerProfile"])
     stored = integration.update_customer_profile_v2(pid, body)
@@ -40,7 +54,10 @@ def test_without_the_rule_engine_attributes_are_stored_but_no_built_in_event(
     assert stored.event is None
 
 
-def test_a_custom_event_is_tracked_for_a_profile(integration: talon_one.IntegrationApi) -> None:
+def test_a_custom_event_is_tracked_for_a_profile(
+    integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    declare_catalog(management)
     pid = new_id("p")
     response = integration.track_event_v2(
         talon_one.IntegrationEventV2Request(
@@ -58,7 +75,8 @@ def test_a_reserved_event_type_is_refused(integration: talon_one.IntegrationApi)
     assert '"/type"' in refused.value.body
 
 
-def test_silent_tracking_answers_204(server: Server) -> None:
+def test_silent_tracking_answers_204(server: Server, management: talon_one.ManagementApi) -> None:
+    declare_catalog(management)
     response = httpx.post(
         f"{server.url}/v2/events?silent=yes",
         json={"profileId": new_id("p"), "type": "visit"},
@@ -67,7 +85,10 @@ def test_silent_tracking_answers_204(server: Server) -> None:
     assert response.status_code == 204
 
 
-def test_an_event_bound_to_a_session_names_it(server: Server, integration: talon_one.IntegrationApi) -> None:
+def test_an_event_bound_to_a_session_names_it(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    declare_catalog(management)
     sid, pid = new_id("s"), new_id("p")
     integration.update_customer_session_v2(
         sid, talon_one.IntegrationRequest(customer_session=talon_one.NewCustomerSessionV2(profile_id=pid))
@@ -99,7 +120,10 @@ def test_an_event_bound_to_a_session_names_it(server: Server, integration: talon
         (f"ApiKey-v1 {INTEGRATION_KEY}", 200),
     ],
 )
-def test_the_integration_api_needs_an_integration_key(server: Server, authorization: str | None, status: int) -> None:
+def test_the_integration_api_needs_an_integration_key(
+    server: Server, management: talon_one.ManagementApi, authorization: str | None, status: int
+) -> None:
+    declare_catalog(management)
     headers = {"Authorization": authorization} if authorization else {}
     response = httpx.post(f"{server.url}/v2/events", json={"profileId": "p", "type": "visit"}, headers=headers)
     assert response.status_code == status
