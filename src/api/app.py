@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import KeyCache
 from api.effects import EffectsReader
+from api.idempotency import IdempotencyMiddleware
 from api.loyalty import LoyaltyReader
 from api.routes import audit, catalog, gameball, integration, loyalty, readmodels, rules, system
 from api.settings import Settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.state.effects = EffectsReader(rulestream, settings.effects_wait_seconds)
     app.state.loyalty = LoyaltyReader(rulestream)
     errors.install(app)
+    app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
     app.include_router(system.router)
     for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit):
         app.include_router(module.router)
