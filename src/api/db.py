@@ -34,8 +34,10 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_PORT": info["port"],
         "POSTGRES_USER": info["user"],
         "POSTGRES_PASSWORD": info.get("password", ""),
-        "POSTGRES_POOL_SIZE": str(settings.pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(settings.pool_size),
+        # The library opens ``POOL_SIZE`` connections at once and grows by ``MAX_OVERFLOW`` under load:
+        # start small, so idle processes (and test suites) do not hold many connections.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": str(max(settings.pool_size - 2, 0)),
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_PRE_PING": "y",

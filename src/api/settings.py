@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(user_data_dir("rulestream")), validation_alias="RULESTREAM_DATA_DIR"
     )
     effects_wait_seconds: float = Field(default=2.0, validation_alias="RULESTREAM_EFFECTS_WAIT")
-    pool_size: int = Field(default=10, validation_alias="RULESTREAM_POOL_SIZE")
+    pool_size: int = Field(default=16, ge=2, validation_alias="RULESTREAM_POOL_SIZE")
     aggregate_cache_size: int = Field(default=10_000, validation_alias="RULESTREAM_AGGREGATE_CACHE")
     integration_key: str | None = Field(default=None, validation_alias="RULESTREAM_INTEGRATION_KEY")
     management_key: str | None = Field(default=None, validation_alias="RULESTREAM_MANAGEMENT_KEY")

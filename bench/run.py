@@ -1,0 +1,264 @@
+"""Rulestream's benchmarks, each against a baseline measured in the same run on the same machine.
+
+    bin/bench [--seconds N] [--only B1,B3]
+
+prints one table (benchmark, ours, baseline, ratio, target) and appends it, with the date and the machine, to
+bench/RESULTS.md. HTTP load comes from ``wrk`` (compiled, so the load generator is not the bottleneck).
+Everything — PostgreSQL, server, load — shares this machine: read the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from string import Template
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+ADMIN_URL = os.environ.get("RULESTREAM_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+INTEGRATION_KEY = "rs_int_bench-integration-key-0123456789"
+MANAGEMENT_KEY = "rs_man_bench-management-key-0123456789"
+
+
+@dataclass
+class Row:
+    name: str
+    ours: str
+    baseline: str
+    ratio: str
+    target: str
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def start(command: list[str], env: dict[str, str], probe: str) -> subprocess.Popen[bytes]:
+    log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log)
+    wait_up(probe, process)
+    return process
+
+
+WRK_SCRIPT = Template("""
+request = function()
+  local n = math.random(1, $spread)
+  local path = $path
+  local body = $body
+  return wrk.format("$method", path, {["Content-Type"] = "application/json",
+    ["Authorization"] = "ApiKey-v1 $key"}, body)
+end
+""")
+
+
+def wrk(url: str, script: str, seconds: int, connections: int = 64) -> tuple[float, float]:
+    """Requests per second and p99 latency in ms."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", f.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
+    return rate, float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")  # type: ignore[union-attr]
+
+
+def lua(method: str, path: str, body: str, spread: int = 10_000) -> str:
+    """A wrk script; ``path`` and ``body`` are Lua expressions of ``n``, a random number up to ``spread``."""
+    return WRK_SCRIPT.substitute(method=method, path=path, body=body, spread=spread, key=INTEGRATION_KEY)
+
+
+EVENT_BODY = """'{"profileId":"bench-' .. n .. '","type":"bench_purchase","attributes":{"amount":' .. (n % 97 + 1) .. '}}'"""
+SESSION_BODY = (
+    """'{"customerSession":{"profileId":"bench-' .. n .. '","cartItems":[{"sku":"a","price":12.5,"quantity":' """
+    """.. (n % 3 + 1) .. '}]}}'"""
+)
+
+
+# -- the benchmarks --------------------------------------------------------------------------------------
+
+
+def bench_http(seconds: int, rows: list[Row], only: set[str]) -> None:
+    database = fresh_database("rulestream_bench")
+    port, trivial_port = free_port(), free_port()
+    env = {"DATABASE_URL": database, "RULESTREAM_INTEGRATION_KEY": INTEGRATION_KEY,
+           "RULESTREAM_MANAGEMENT_KEY": MANAGEMENT_KEY, "RULESTREAM_PORT": str(port)}  # fmt: skip
+    server = start([sys.executable, "-m", "api.cli", "serve"], env, f"http://127.0.0.1:{port}/health")
+    trivial = start([sys.executable, str(HERE / "trivial.py"), str(trivial_port)], {}, f"http://127.0.0.1:{trivial_port}/docs")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        manage = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+        httpx.post(f"{url}/v1/attributes", headers=manage, json={
+            "entity": "Event", "eventType": "bench_purchase", "name": "amount", "title": "amount", "type": "number",
+            "description": "", "suggestions": [], "editable": True}).raise_for_status()  # fmt: skip
+        httpx.post(f"{url}/v1/rules", headers=manage, json={
+            "name": "a point per euro", "trigger": ["bench_purchase"],
+            "effects": [{"effectType": "addLoyaltyPoints",
+                         "props": {"name": "p", "value": {"attr": "event.attributes.amount"}}}]}).raise_for_status()
+        trivial_rate, trivial_p99 = wrk(
+            f"http://127.0.0.1:{trivial_port}", lua("POST", '"/echo"', EVENT_BODY), seconds
+        )
+        if "B1" in only:
+            rate, p99 = wrk(url, lua("POST", '"/v2/events"', EVENT_BODY), seconds)
+            rows.append(Row("B1 POST /v2/events, 1 rule, effects, 64 conns", f"{rate:.0f} req/s, p99 {p99:.0f} ms",
+                            f"{trivial_rate:.0f} req/s, p99 {trivial_p99:.0f} ms", f"{rate / trivial_rate:.2f}",
+                            ">= 0.50, p99 <= 50 ms"))  # fmt: skip
+        if "B2" in only:
+            rate, p99 = wrk(url, lua("PUT", '"/v2/customer_sessions/bench-s" .. n', SESSION_BODY), seconds)
+            rows.append(Row("B2 PUT /v2/customer_sessions, 10k sessions, 64 conns",
+                            f"{rate:.0f} req/s, p99 {p99:.0f} ms", f"{trivial_rate:.0f} req/s",
+                            f"{rate / trivial_rate:.2f}", ">= 0.40, p99 <= 50 ms"))  # fmt: skip
+    finally:
+        for process in (server, trivial):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def bench_appends(seconds: int, rows: list[Row]) -> None:
+    """B3: commands through the domain application (16 writers) vs raw batched INSERTs of the same rows."""
+    from api.db import eventsourcing_env
+    from api.settings import Settings
+    from domain.application import Rulestream
+
+    database = fresh_database("rulestream_bench_appends")
+    app = Rulestream(env={**eventsourcing_env(Settings(database_url=database)), "RULESTREAM_POOL_SIZE": "16"})
+    app.create_attribute("Event", "amount", "number", event_type="bench_purchase")
+    stop = time.monotonic() + seconds
+    counts = [0] * 16
+
+    def writer(n: int) -> None:
+        while time.monotonic() < stop:
+            app.track_event("bench_purchase", {"amount": 1}, f"bench-{n}-{counts[n]}", None)
+            counts[n] += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ours = sum(counts) / (time.monotonic() - started)
+    # The same rows, inserted raw in batches of 100, into an identical table.
+    rows_source = app.recorder.select_notifications(start=0, limit=10_000)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE raw_events (LIKE rulestream_events INCLUDING ALL)")
+        conn.execute("CREATE SEQUENCE raw_seq")
+        conn.execute("ALTER TABLE raw_events ALTER COLUMN notification_id SET DEFAULT nextval('raw_seq')")
+        payload = [(uuid.uuid4(), 1, n.topic, n.state) for n in rows_source]
+        inserted, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            with conn.transaction(), conn.cursor() as cur:
+                batch = [(uuid.uuid4(), v, t, s) for (_, v, t, s) in payload[:100]]
+                cur.executemany(
+                    "INSERT INTO raw_events (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)",
+                    batch,
+                )
+                inserted += len(batch)
+        raw = inserted / (time.monotonic() - started)
+    app.close()
+    rows.append(Row("B3 domain appends (track event), 16 writers", f"{ours:.0f} commands/s",
+                    f"{raw:.0f} rows/s raw batched INSERT", f"{ours / raw:.2f}", ">= 0.50"))  # fmt: skip
+
+
+def bench_rules(rows: list[Row]) -> None:
+    """One event against 1,000 enabled rules, 10 of them triggered by its type."""
+    from tests.unit.rules.builders import compiled, context, item, session
+
+    from domain.rules.decide import RuleIndex, decide
+
+    condition = {"all": [{"attr": "session.total", "op": "gte", "value": 50},
+                         {"cartItems": {"attr": "category", "op": "eqIgnoreCase", "value": "shoes"},
+                          "count": {"op": "gte", "value": 1}}]}  # fmt: skip
+    effects = [{"effectType": "addLoyaltyPoints", "props": {"name": "p", "value": {"mul": [{"attr": "session.total"}, 2]}}}]
+    index = RuleIndex(
+        compiled(i, trigger=["purchase" if i % 100 == 0 else f"other{i % 7}"], condition=condition, effects=effects)
+        for i in range(1000)
+    )
+    ctx = context(session_view=session("80", items=(item(category="Shoes"),)))
+    samples = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        decide(index.for_event("purchase"), ctx)
+        samples.append(time.perf_counter() - t)
+    p50 = statistics.median(samples) * 1e6
+    rows.append(Row("B0 decide: 1 event vs 1,000 rules (10 triggered)", f"p50 {p50:.0f} µs", "—", "—", "< 1000 µs"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
+    parser.add_argument("--only", default="B0,B1,B2,B3", help="comma list of benchmarks")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    rows: list[Row] = []
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("B0", lambda: bench_rules(rows)),
+        ("B1", lambda: bench_http(args.seconds, rows, only)),
+        ("B3", lambda: bench_appends(args.seconds, rows)),
+    ]
+    for name, step in steps:
+        if name in only or (name == "B1" and "B2" in only):
+            step()
+    table = ["| benchmark | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
+    table += [f"| {r.name} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} |" for r in rows]
+    text = "\n".join(table)
+    sys.stdout.write(text + "\n")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    with (HERE / "RESULTS.md").open("a") as results:
+        results.write(f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine}, {args.seconds} s runs\n\n"
+                      f"{text}\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
