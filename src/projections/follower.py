@@ -6,7 +6,10 @@ A follower (a read model, the rule policy, ...) implements ``Follower``; ``Follo
   name waits for it and takes over when the first one's connection dies;
 - **order**: events are read by notification id after the checkpoint; the event store's writers serialise on a
   table lock, so ids commit in order and nothing committed late is skipped;
-- **exactly once**: the follower's writes and its tracking row are one transaction;
+- **exactly once**: each batch locks the follower's tracking row, reads the events after the checkpoint stored
+  there, applies them and moves the checkpoint, all in one transaction. Two runners that both think they lead
+  (or a rebuild that switches a read model over, see ``projections.rebuild``) therefore serialise on that row,
+  and a runner whose checkpoint was moved under it starts again from the stored one instead of applying twice;
 - **wake-up**: ``LISTEN`` on the events channel, with a polling timeout so a lost ``NOTIFY`` never stalls it.
 """
 
@@ -19,11 +22,15 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification
+from prometheus_client import Gauge
+from psycopg import sql
 from psycopg.rows import DictRow
 
 from domain.application import Rulestream
@@ -33,6 +40,19 @@ log = logging.getLogger("rulestream.followers")
 POLL_SECONDS = 1.0
 PROGRESS_CHANNEL = "rulestream_progress"
 """Every follower ``NOTIFY``s this channel with ``name:checkpoint`` when a batch commits."""
+
+CHECKPOINT = Gauge(
+    "rulestream_follower_checkpoint", "Last log position applied by the follower", ["follower"]
+)
+HEAD = Gauge("rulestream_log_head", "Last log position recorded, as last seen by a follower", ["follower"])
+LAG_EVENTS = Gauge(
+    "rulestream_follower_lag_events", "Log positions recorded but not yet applied", ["follower"]
+)
+LAG_SECONDS = Gauge(
+    "rulestream_follower_lag_seconds",
+    "Age of the oldest event the follower has not applied yet",
+    ["follower"],
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,9 @@ class Follower(ABC):
 
     def committed(self) -> None:  # noqa: B027 - optional hook
         """The batch's transaction committed."""
+
+    def failed(self, error: BaseException) -> None:  # noqa: B027 - optional hook
+        """The runner failed and will retry from the committed checkpoint (e.g. record the error for status)."""
 
 
 class FollowerRunner:
@@ -102,6 +125,10 @@ class FollowerRunner:
             except Exception as error:  # noqa: BLE001 - a follower must survive outages; it logs and retries
                 self.error = error
                 log.exception("follower %s failed; restarting in 1 s", self.follower.name)
+                try:
+                    self.follower.failed(error)
+                except Exception:  # noqa: BLE001 - the database may be what failed
+                    log.warning("follower %s: could not record its failure", self.follower.name)
                 self.stopping.wait(1.0)
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -125,40 +152,69 @@ class FollowerRunner:
             self.error = None
             while not self.stopping.is_set():
                 if not self.step():
+                    self.observe()
                     for _ in listen_conn.notifies(timeout=self.poll_seconds, stop_after=1):
                         pass
 
     def _elect(self, lock_conn: psycopg.Connection[Any]) -> None:
-        key = zlib.crc32(f"rulestream-follower:{self.follower.name}".encode())
+        key = lock_key(f"rulestream-follower:{self.follower.name}")
         while not self.stopping.is_set():
-            row = lock_conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (7_001, key)).fetchone()
+            row = lock_conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (FOLLOWER_LOCK, key)).fetchone()
             if row and row[0]:
                 return
             self.stopping.wait(self.poll_seconds)
 
     def step(self) -> int:
         """Apply the next batch, if any; answer how many events it held."""
-        notifications = self.app.recorder.select_notifications(
-            start=self.checkpoint, limit=self.follower.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
-            return 0
-        batch = [
-            Recorded(n.id, self.app.mapper.to_domain_event(n), n.topic)
-            for n in notifications
-        ]
-        last = notifications[-1].id
+        name = self.follower.name
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                stored = self._lock_checkpoint(cursor)
+                if stored != self.checkpoint:
+                    # A rebuild switched this read model over, or another runner went ahead: continue from there.
+                    log.info("follower %s: checkpoint moved from %s to %s", name, self.checkpoint, stored)
+                    self.checkpoint = stored
+                    self.follower.start(cursor)
+                batch = self.read(cursor, stored, self.follower.batch_size)
+                if not batch:
+                    return 0
+                last = batch[-1].position
                 self.follower.apply(cursor, batch)
                 self._write_checkpoint(cursor, last)
-                cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{self.follower.name}:{last}"))
+                cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{name}:{last}"))
         except BaseException:
             self.follower.rolled_back()
             raise
         self.checkpoint = last
         self.follower.committed()
+        CHECKPOINT.labels(name).set(last)
         return len(batch)
+
+    def read(self, cursor: psycopg.Cursor[DictRow], after: int, limit: int) -> list[Recorded]:
+        """The next ``limit`` events of the log after position ``after``, decoded, read in ``cursor``'s transaction."""
+        cursor.execute(
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            ).format(sql.Identifier(self.events_table)),
+            (after, limit),
+            prepare=True,
+        )
+        mapper = self.app.mapper
+        return [
+            Recorded(row["notification_id"], mapper.to_domain_event(_notification(row)), row["topic"])
+            for row in cursor.fetchall()
+        ]
+
+    def observe(self) -> None:
+        """Publish the checkpoint, the log head and the lag as Prometheus gauges."""
+        name = self.follower.name
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            lag = lag_of(cursor, self.events_table, self.app, self.checkpoint)
+        CHECKPOINT.labels(name).set(self.checkpoint)
+        HEAD.labels(name).set(lag.head)
+        LAG_EVENTS.labels(name).set(lag.events)
+        LAG_SECONDS.labels(name).set(lag.seconds)
 
     def run_until_caught_up(self) -> None:
         """Apply batches until the log has nothing new (for tests, rebuilds and the CLI)."""
@@ -169,6 +225,7 @@ class FollowerRunner:
             self.follower.start(cursor)
         while self.step():
             pass
+        self.observe()
 
     # -- the checkpoint -------------------------------------------------------------------------------
 
@@ -177,6 +234,23 @@ class FollowerRunner:
             f'CREATE TABLE IF NOT EXISTS "{self.tracking_table}" '
             "(application_name text PRIMARY KEY, notification_id bigint)"
         )
+        # The row exists from the start, so that every batch can lock it.
+        cursor.execute(
+            f'INSERT INTO "{self.tracking_table}" (application_name, notification_id) VALUES (%s, 0) '
+            "ON CONFLICT (application_name) DO NOTHING",
+            (self.follower.name,),
+        )
+
+    def _lock_checkpoint(self, cursor: psycopg.Cursor[DictRow]) -> int:
+        cursor.execute(
+            f'SELECT notification_id FROM "{self.tracking_table}" WHERE application_name = %s FOR UPDATE',
+            (self.follower.name,),
+            prepare=True,
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise RuntimeError(f"follower {self.follower.name}: no tracking row (setup did not run)")
+        return int(row["notification_id"] or 0)
 
     def _read_checkpoint(self, cursor: psycopg.Cursor[DictRow]) -> int:
         cursor.execute(
@@ -188,13 +262,78 @@ class FollowerRunner:
 
     def _write_checkpoint(self, cursor: psycopg.Cursor[DictRow], position: int) -> None:
         cursor.execute(
-            f'INSERT INTO "{self.tracking_table}" (application_name, notification_id) VALUES (%s, %s) '
-            "ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id "
-            f'WHERE "{self.tracking_table}".notification_id < EXCLUDED.notification_id RETURNING notification_id',
-            (self.follower.name, position),
+            f'UPDATE "{self.tracking_table}" SET notification_id = %s '
+            "WHERE application_name = %s AND notification_id < %s RETURNING notification_id",
+            (position, self.follower.name, position),
+            prepare=True,
         )
         if cursor.fetchone() is None:
-            raise RuntimeError(f"follower {self.follower.name}: checkpoint {position} is not ahead (two runners?)")
+            raise RuntimeError(
+                f"follower {self.follower.name}: checkpoint {position} is not ahead (two runners?)"
+            )
+
+
+FOLLOWER_LOCK = 7_001
+"""First key of the advisory locks that elect followers (the second is ``lock_key`` of the name)."""
+
+
+def lock_key(text: str) -> int:
+    """A stable signed 32-bit key for ``text`` (``pg_advisory_lock(int, int)`` takes int4 keys)."""
+    return zlib.crc32(text.encode()) - 2**31
+
+
+def _notification(row: DictRow) -> Notification:
+    return Notification(
+        id=row["notification_id"],
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
+
+
+@dataclass(frozen=True)
+class Lag:
+    head: int
+    events: int
+    seconds: float
+
+
+LAG_COUNT_LIMIT = 1_000_000
+"""Lag in events is counted exactly up to this many; beyond, the difference of positions stands in."""
+
+
+def lag_of(cursor: psycopg.Cursor[DictRow], events_table: str, app: Rulestream, checkpoint: int) -> Lag:
+    """How far ``checkpoint`` is behind the log: positions, events, and the age of the oldest unapplied event."""
+    table = sql.Identifier(events_table)
+    cursor.execute(sql.SQL("SELECT max(notification_id) AS head FROM {}").format(table))
+    row = cursor.fetchone()
+    head = int(row["head"] or 0) if row else 0
+    if head <= checkpoint:
+        return Lag(head, 0, 0.0)
+    cursor.execute(
+        sql.SQL(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM {} WHERE notification_id > %s LIMIT %s) behind"
+        ).format(table),
+        (checkpoint, LAG_COUNT_LIMIT),
+    )
+    counted = cursor.fetchone()
+    events = int(counted["n"]) if counted else 0
+    events = max(events, head - checkpoint) if events >= LAG_COUNT_LIMIT else events
+    cursor.execute(
+        sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT 1"
+        ).format(table),
+        (checkpoint,),
+    )
+    oldest = cursor.fetchone()
+    seconds = 0.0
+    if oldest is not None:
+        decoded: Any = app.mapper.to_domain_event(_notification(oldest))
+        recorded_at: datetime = decoded.timestamp
+        seconds = max(0.0, (datetime.now(UTC) - recorded_at).total_seconds())
+    return Lag(head, events, seconds)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:

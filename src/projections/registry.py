@@ -9,13 +9,14 @@ from projections.effects import Effects
 from projections.events_log import EventsLog
 from projections.follower import Follower
 from projections.loyalty import Loyalty
+from projections.policy import RulePolicy
 from projections.profiles import Profiles
 from projections.readmodel import ReadModel
 from projections.sessions import Sessions
 
 FollowerFactory = Callable[[Rulestream], Follower]
 
-POLICY: dict[str, FollowerFactory] = {}
+POLICY: dict[str, FollowerFactory] = {RulePolicy.name: RulePolicy}
 """The rule policy (and its timers): ``rulestream worker policy``."""
 
 READ_MODELS: dict[str, type[ReadModel]] = {

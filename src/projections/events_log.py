@@ -1,0 +1,208 @@
+"""The events log: every built-in and custom event, as Talon.One's "Displaying events" shows it.
+
+One row per visible event (``talon_type`` set, or a custom event), keyed by its log position: type, time,
+profile, session, store, attributes, and the effects the rule policy recorded for it. Effects arrive later in
+the log (an ``Evaluation.Evaluated`` names its cause's position), and update the row then.
+
+Attributes of built-in session and profile events are those of the session or profile as they stand after the
+event (what the Integration API's ``event`` shows); the model keeps the little state that takes, per stream,
+in ``events_log_streams``. Every filter of the endpoint has an index (see ``projections.queries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from domain.anonymous import AnonymousEvent
+from domain.effects import Evaluation
+from domain.profile import CustomerProfile
+from domain.session import CustomerSession
+from projections.follower import Recorded
+from projections.readmodel import ReadModel, Table
+
+EVENTS = Table(
+    "events_log",
+    """position bigint PRIMARY KEY, created timestamptz NOT NULL, type text NOT NULL,
+       profile text, session text, store text, attributes jsonb NOT NULL,
+       effects jsonb NOT NULL DEFAULT '[]', effect_types text[] NOT NULL DEFAULT '{}',
+       failures jsonb NOT NULL DEFAULT '[]', evaluated_at bigint""",
+    {
+        "created": "(created, position)",
+        "type": "(type, created, position)",
+        "session": "(session, created, position) WHERE session IS NOT NULL",
+        "profile": "(profile, created, position) WHERE profile IS NOT NULL",
+        "attributes": "USING gin (attributes jsonb_path_ops)",
+        "effect_types": "USING gin (effect_types)",
+    },
+)
+STREAMS = Table(
+    "events_log_streams",
+    "stream uuid PRIMARY KEY, profile text, session text, store text, attributes jsonb NOT NULL",
+)
+
+
+class EventsLog(ReadModel):
+    model = "events_log"
+    tables = (EVENTS, STREAMS)
+
+    def apply_batch(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
+        streams = self._load_streams(cursor, batch)
+        touched: set[Any] = set()
+        rows: list[tuple[Any, ...]] = []
+        evaluations: list[tuple[Any, ...]] = []
+        for recorded in batch:
+            event: Any = recorded.event
+            if isinstance(event, Evaluation.Evaluated):
+                types = sorted({e.get("effectType", "") for e in event.effects})
+                evaluations.append(
+                    (
+                        Jsonb(event.effects),
+                        types,
+                        Jsonb(event.failures),
+                        recorded.position,
+                        event.cause["position"],
+                    )
+                )
+                continue
+            state = streams.get(event.originator_id)
+            folded = self._fold(event, state, recorded.position)
+            if folded is None:
+                continue
+            state, visible = folded
+            if state is not None:
+                streams[event.originator_id] = state
+                touched.add(event.originator_id)
+            if visible is not None:
+                rows.append(visible)
+        if rows:
+            cursor.executemany(
+                f"INSERT INTO {self.t('events_log')} "
+                "(position, created, type, profile, session, store, attributes) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+        if evaluations:
+            # An event evaluated again (never, today) keeps its latest effects.
+            cursor.executemany(
+                f"UPDATE {self.t('events_log')} SET effects = %s, effect_types = %s, failures = %s, "
+                "evaluated_at = %s WHERE position = %s",
+                evaluations,
+            )
+        if touched:
+            cursor.executemany(
+                f"INSERT INTO {self.t('events_log_streams')} "
+                "(stream, profile, session, store, attributes) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (stream) DO UPDATE SET profile = EXCLUDED.profile, session = EXCLUDED.session, "
+                "store = EXCLUDED.store, attributes = EXCLUDED.attributes",
+                [
+                    (
+                        s,
+                        streams[s]["profile"],
+                        streams[s]["session"],
+                        streams[s]["store"],
+                        Jsonb(streams[s]["attributes"]),
+                    )
+                    for s in touched
+                ],
+            )
+
+    def _load_streams(
+        self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]
+    ) -> dict[Any, dict[str, Any]]:
+        followed = CustomerSession.Event | CustomerProfile.Event
+        ids = list({r.event.originator_id for r in batch if isinstance(r.event, followed)})
+        if not ids:
+            return {}
+        cursor.execute(
+            f"SELECT stream, profile, session, store, attributes FROM {self.t('events_log_streams')} "
+            "WHERE stream = ANY(%s)",
+            (ids,),
+        )
+        return {row["stream"]: dict(row) for row in cursor.fetchall()}
+
+    @staticmethod
+    def _fold(
+        event: Any, state: dict[str, Any] | None, position: int
+    ) -> tuple[dict[str, Any] | None, tuple[Any, ...] | None] | None:
+        """The stream's state after ``event`` (``None``: nothing to keep), and its log row (``None``: not shown).
+
+        Answers ``None`` altogether for events of streams this model does not follow.
+        """
+        talon_type: str | None = getattr(type(event), "talon_type", None)
+        if isinstance(event, AnonymousEvent.Tracked):
+            row: tuple[Any, ...] = (
+                position,
+                event.timestamp,
+                event.event_type,
+                None,
+                None,
+                None,
+                Jsonb(event.attributes),
+            )
+            return None, row
+        if isinstance(event, CustomerSession.Event):
+            state = dict(state or {"profile": None, "session": None, "store": None, "attributes": {}})
+            if isinstance(event, CustomerSession.Created):
+                state["session"] = event.integration_id
+            changes = getattr(event, "changes", None) or {}
+            if "profileId" in changes:
+                state["profile"] = changes["profileId"] or None
+            if "storeIntegrationId" in changes:
+                state["store"] = changes["storeIntegrationId"]
+            if changes.get("attributes"):
+                state["attributes"] = {**state["attributes"], **changes["attributes"]}
+            if isinstance(event, CustomerSession.CustomEventTracked):
+                row = (
+                    position,
+                    event.timestamp,
+                    event.event_type,
+                    event.profile_id or state["profile"],
+                    state["session"],
+                    state["store"],
+                    Jsonb(event.attributes),
+                )
+                return state, row
+            if talon_type is None:
+                return state, None
+            return state, (
+                position,
+                event.timestamp,
+                talon_type,
+                state["profile"],
+                state["session"],
+                state["store"],
+                Jsonb(state["attributes"]),
+            )
+        if isinstance(event, CustomerProfile.Event):
+            state = dict(state or {"profile": None, "session": None, "store": None, "attributes": {}})
+            if isinstance(event, CustomerProfile.Registered):
+                state["profile"] = event.integration_id
+                state["attributes"] = dict(event.attributes)
+            elif isinstance(event, CustomerProfile.AttributesStored):
+                state["attributes"] = {**state["attributes"], **event.attributes}
+            if isinstance(event, CustomerProfile.CustomEventTracked):
+                return state, (
+                    position,
+                    event.timestamp,
+                    event.event_type,
+                    state["profile"],
+                    None,
+                    None,
+                    Jsonb(event.attributes),
+                )
+            if talon_type is None:
+                return state, None
+            return state, (
+                position,
+                event.timestamp,
+                talon_type,
+                state["profile"],
+                None,
+                None,
+                Jsonb(state["attributes"]),
+            )
+        return None
