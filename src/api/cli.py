@@ -26,7 +26,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from api import embedded
+from api import embedded, projections_cli
 from api.app import create_app
 from api.bootstrap import open_application, start
 from api.settings import Settings
@@ -140,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database helpers", parents=[data_dir])
     db.add_argument("db_command", choices=["url"])
     db.set_defaults(run=_db)
+    projections_cli.add_commands(commands, parents=[data_dir])
     return root
 
 
