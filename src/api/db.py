@@ -40,9 +40,10 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": str(max(settings.pool_size - 2, 0)),
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_CONNECT_TIMEOUT": "10",
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "n",  # a round trip per query; broken connections are retried instead
         "SINGLE_ROW_TRACKING": "y",
         "CREATE_TABLE": "y",
+        "PROCESS_RECORDER_TOPIC": "api.store:GroupCommitRecorder",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
