@@ -111,6 +111,8 @@ def test_first_session_is_true_only_for_the_first(app: Rulestream) -> None:
 
 
 def test_custom_events_go_to_the_session_stream_when_named(app: Rulestream) -> None:
+    app.create_attribute("Event", "sku", "string", event_type="add_to_cart")
+    app.create_attribute("Event", "source", "string", event_type="visit")
     app.update_session("s1", session_changes(), None)
     out = app.track_event("add_to_cart", {"sku": "a"}, None, "s1")
     assert out.session is not None and out.session.custom_events == 1
