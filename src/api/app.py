@@ -9,7 +9,7 @@ from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
 from api.loyalty import LoyaltyReader
-from api.routes import audit, catalog, gameball, integration, loyalty, readmodels, rules, system
+from api.routes import audit, catalog, gameball, integration, keys, loyalty, readmodels, rules, system
 from api.settings import Settings
 from api.wire.json import FastJSONResponse
 from domain.application import Rulestream
@@ -37,6 +37,6 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
     app.include_router(system.router)
-    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit):
+    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit, keys):
         app.include_router(module.router)
     return app
