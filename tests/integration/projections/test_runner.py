@@ -1,0 +1,197 @@
+"""The follower runner on the real PostgreSQL: exactly once through crashes, one leader, polling after a lost NOTIFY."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import DictRow
+
+from api.settings import Settings
+from domain.application import Rulestream
+from projections.follower import Follower, FollowerRunner, Recorded, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Recording(Follower):
+    """Writes one row per event it applies, keyed by position: a duplicate would violate the key."""
+
+    batch_size = 7
+
+    def __init__(self, name: str, runner_label: str = "", fail_once_at: int | None = None) -> None:
+        self.name = name
+        self.table = f"applied_{name}"
+        self.label = runner_label
+        self.fail_once_at = fail_once_at
+        self.batches: list[list[int]] = []
+
+    def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        cursor.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.table}" (position bigint PRIMARY KEY, runner text)'
+        )
+
+    def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
+        for recorded in batch:
+            cursor.execute(f'INSERT INTO "{self.table}" VALUES (%s, %s)', (recorded.position, self.label))
+            if recorded.position == self.fail_once_at:
+                self.fail_once_at = None
+                raise RuntimeError("crash in the middle of a batch")
+        self.batches.append([r.position for r in batch])
+
+
+def positions_applied(app: Rulestream, table: str) -> list[int]:
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        return [r["position"] for r in conn.execute(f'SELECT position FROM "{table}" ORDER BY position')]
+
+
+def all_positions(app: Rulestream) -> list[int]:
+    table = app.recorder.events_table_name  # type: ignore[attr-defined]
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        return [
+            r["notification_id"] for r in conn.execute(f'SELECT notification_id FROM "{table}" ORDER BY 1')
+        ]
+
+
+def write_events(app: Rulestream, n: int) -> None:
+    for _ in range(n):
+        app.update_profile(f"p-{uuid.uuid4().hex[:10]}", {}, run_rule_engine=False)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def test_a_batch_that_fails_midway_writes_nothing_and_the_retry_applies_each_event_once(
+    rulestream: Rulestream,
+) -> None:
+    write_events(rulestream, 20)
+    positions = all_positions(rulestream)
+    follower = Recording(unique("crash"), fail_once_at=positions[10])
+    runner = FollowerRunner(rulestream, follower)
+    with pytest.raises(RuntimeError, match="crash"):
+        runner.run_until_caught_up()
+    done = positions_applied(rulestream, follower.table)
+    assert done == positions[: len(done)] and positions[10] not in done
+    assert runner.checkpoint == (done[-1] if done else 0)
+
+    FollowerRunner(rulestream, follower).run_until_caught_up()
+    assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
+
+
+def test_a_runner_process_killed_mid_batch_loses_and_duplicates_nothing(
+    rulestream: Rulestream, settings: Settings, tmp_path: Path
+) -> None:
+    write_events(rulestream, 30)
+    name = unique("killed")
+    marker = tmp_path / "in-batch"
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from api.db import eventsourcing_env
+        from api.settings import Settings
+        from domain.application import Rulestream
+        from projections.follower import FollowerRunner
+        from tests.integration.projections.test_runner import Recording
+
+        class Slow(Recording):
+            def apply(self, cursor, batch):
+                super().apply(cursor, batch)
+                if len(self.batches) == 2:  # rows of the second batch written, not committed
+                    Path({str(marker)!r}).touch()
+                    time.sleep(60)
+
+        app = Rulestream(env=eventsourcing_env(Settings(database_url={settings.database_url!r})))
+        FollowerRunner(app, Slow({name!r})).run_until_caught_up()
+    """)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        wait_for(lambda: marker.exists() or process.poll() is not None, timeout=60)
+        assert process.poll() is None, "the runner process ended before the second batch"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    first_batch = positions_applied(rulestream, f"applied_{name}")
+    assert len(first_batch) == Recording.batch_size  # the second batch died with its transaction
+
+    FollowerRunner(rulestream, Recording(name)).run_until_caught_up()
+    assert positions_applied(rulestream, f"applied_{name}") == all_positions(rulestream)
+
+
+def test_of_two_runners_of_one_follower_one_applies_and_the_other_takes_over_when_it_stops(
+    rulestream: Rulestream,
+) -> None:
+    name = unique("pair")
+    followers = [Recording(name, "a"), Recording(name, "b")]
+    runners = [FollowerRunner(rulestream, f, poll_seconds=0.05) for f in followers]
+    threads = [r.thread() for r in runners]
+    try:
+        wait_for(lambda: any(r.elected.is_set() for r in runners))
+        write_events(rulestream, 25)
+        wait_for(lambda: max(r.checkpoint for r in runners) == all_positions(rulestream)[-1], timeout=30)
+        leader = next(i for i, r in enumerate(runners) if r.elected.is_set())
+        other = 1 - leader
+        assert not runners[other].elected.is_set() and followers[other].batches == []
+
+        runners[leader].stop()
+        threads[leader].join(timeout=10)
+        wait_for(lambda: runners[other].elected.is_set(), timeout=30)
+        write_events(rulestream, 5)
+        wait_for(lambda: runners[other].checkpoint == all_positions(rulestream)[-1], timeout=30)
+        assert followers[other].batches
+    finally:
+        for r in runners:
+            r.stop()
+        for t in threads:
+            t.join(timeout=10)
+    assert positions_applied(rulestream, f"applied_{name}") == all_positions(rulestream)
+
+
+def test_two_runners_without_election_still_never_apply_a_position_twice(rulestream: Rulestream) -> None:
+    name = unique("unelected")
+    write_events(rulestream, 40)
+    runners = [FollowerRunner(rulestream, Recording(name, label)) for label in "ab"]
+    errors: list[BaseException] = []
+
+    def run(runner: FollowerRunner) -> None:
+        try:
+            runner.run_until_caught_up()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert positions_applied(rulestream, f"applied_{name}") == all_positions(rulestream)
+
+
+def test_a_lost_notification_is_made_up_for_by_polling(rulestream: Rulestream) -> None:
+    follower = Recording(unique("deaf"))
+    runner = FollowerRunner(rulestream, follower, poll_seconds=0.05)
+    runner.channel = "nobody_notifies_this_channel"  # every NOTIFY of the event store is lost
+    thread = runner.thread()
+    try:
+        wait_for(lambda: runner.elected.is_set())
+        write_events(rulestream, 5)
+        wait_for(lambda: runner.checkpoint == all_positions(rulestream)[-1], timeout=30)
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+    assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
