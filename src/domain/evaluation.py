@@ -16,6 +16,7 @@ from uuid import UUID
 from domain.anonymous import AnonymousEvent
 from domain.effects import LOYALTY_PROGRAM_ID
 from domain.profile import CustomerProfile
+from domain.rules.compiler import CompiledRule
 from domain.rules.context import (
     CartItemView,
     EvaluationContext,
@@ -142,8 +143,12 @@ def evaluate(
     balance: Decimal,
     ledger: SessionLedger | None,
     state: PolicyReader,
+    due: CompiledRule | None = None,
 ) -> Result:
-    """Decide which triggered rules fire for the event and settle their effects."""
+    """Decide which triggered rules fire for the event and settle their effects.
+
+    ``due`` is a delayed rule that came due: it alone is evaluated, now, for the event that triggered it.
+    """
     profile_key = profile.integration_id if profile is not None else trigger.profile_integration_id
     ctx = EvaluationContext(
         event=EventView(
@@ -159,7 +164,10 @@ def evaluate(
         history=state,
         limits=state,
     )
-    decision = decide(rules.for_event(trigger.event_type), ctx)
+    if due is not None:
+        decision = decide([due], ctx, due=True)
+    else:
+        decision = decide(rules.for_event(trigger.event_type), ctx)
     effects = [_wire_effect(e, profile_key) for e in decision.effects]
     value = session.cart_item_total if session is not None else Decimal(0)
     return Result(decision, settle(trigger.event_type, effects, ledger, profile_key, session_value=value))

@@ -6,6 +6,11 @@ once (the evaluation id derives from its cause, so even a second policy could no
 
 Rules are part of the log too: the policy applies a rule's new version when it reaches it, so a replay of the log
 evaluates every event with the rule versions in force when it happened.
+
+Delayed rules (``domain.delays``): for a rule with ``delay`` the policy records ``DelayScheduled`` in the same
+transaction, and keeps the trigger in ``policy_delays``; events of a ``cancelIf`` type mark it cancelled there; on
+``DelayCameDue`` (recorded by ``projections.timers``) it evaluates the rule as it is then, against the session and
+profile as they are at that point of the log, and records the ``Evaluation`` with the ``DelayCameDue`` as cause.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -21,12 +27,14 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.rows import DictRow
 
 from domain.application import Rulestream, profile_id
+from domain.base import Stream
+from domain.delays import Delay, PendingDelay, delay_id
 from domain.effects import Cause, Evaluation
-from domain.evaluation import Trigger, evaluate, trigger_of
+from domain.evaluation import Result, Trigger, evaluate, trigger_of
 from domain.profile import CustomerProfile
 from domain.rules.aggregate import Rule
 from domain.rules.compiler import compile_rule
-from domain.rules.decide import RuleIndex
+from domain.rules.decide import DelayedEvaluation, RuleIndex
 from domain.rules.language import parse_rule
 from domain.session import CustomerSession
 from projections.follower import Follower, Recorded
@@ -60,16 +68,21 @@ class RulePolicy(Follower):
         self.rules = RuleIndex()
         self.streams: OrderedDict[UUID, Any] = OrderedDict()
         """Sessions and profiles as of the last event the policy read of each (an LRU cache)."""
+        self.cancel_types: set[str] = set()
+        """Event types that may cancel a pending delay: only events of these types look at ``policy_delays``."""
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
         PolicyState.create_tables(cursor)
 
     def start(self, cursor: psycopg.Cursor[DictRow]) -> None:
-        self.rules = build_index(PolicyState(cursor).rules())
+        state = PolicyState(cursor)
+        self.rules = build_index(state.rules())
+        self.cancel_types = state.delay_cancel_types()
         self.streams.clear()
 
     def rolled_back(self) -> None:
         # The cached aggregates and rules may include the failed batch: start from the committed state.
+        # (``cancel_types`` may keep types of the failed batch: a superset only costs a query.)
         self.streams.clear()
         self._reload_rules = True
 
@@ -83,20 +96,21 @@ class RulePolicy(Follower):
         if self._reload_rules:
             self.rules = build_index(state.rules())
             self._reload_rules = False
-        evaluations: list[Evaluation] = []
+        recorded_now: list[Stream] = []
         for recorded in batch:
             event = recorded.event
             if isinstance(event, Rule.Event):
                 self._apply_rule(state, event)
                 continue
+            if isinstance(event, Delay.DelayCameDue):
+                recorded_now += self._came_due(state, cursor, recorded)
+                continue
             aggregate = self._advance(cursor, event, recorded.position)
             if aggregate is None:
                 continue
-            evaluation = self._evaluate(state, cursor, recorded, aggregate)
-            if evaluation is not None:
-                evaluations.append(evaluation)
-        if evaluations:
-            self._record(cursor, evaluations)
+            recorded_now += self._evaluate(state, cursor, recorded, aggregate)
+        if recorded_now:
+            self._record(cursor, recorded_now)
 
     # -- the log's streams, as of each event ----------------------------------------------------------
 
@@ -117,7 +131,9 @@ class RulePolicy(Follower):
         return aggregate
 
     def _profile_as_of(self, cursor: psycopg.Cursor[DictRow], integration_id: str, position: int) -> Any:
-        stream = profile_id(integration_id)
+        return self._stream_as_of(cursor, profile_id(integration_id), position)
+
+    def _stream_as_of(self, cursor: psycopg.Cursor[DictRow], stream: UUID, position: int) -> Any:
         cached = self.streams.get(stream)
         if cached is not None:
             return cached
@@ -129,54 +145,102 @@ class RulePolicy(Follower):
         row = cursor.fetchone()
         if not row or row["v"] is None:
             return None
-        profile = self.app.repository.get(stream, version=row["v"])
-        self.streams[stream] = profile
-        return profile
+        aggregate: Any = self.app.repository.get(stream, version=row["v"])
+        self.streams[stream] = aggregate
+        return aggregate
 
     # -- evaluating -----------------------------------------------------------------------------------
 
     def _evaluate(
         self, state: PolicyState, cursor: psycopg.Cursor[DictRow], recorded: Recorded, aggregate: Any
-    ) -> Evaluation | None:
+    ) -> list[Stream]:
         event = recorded.event
         session = aggregate if isinstance(aggregate, CustomerSession) else None
         trigger = trigger_of(event, session)
         if trigger is None:
-            return None
+            return []
         profile = aggregate if isinstance(aggregate, CustomerProfile) else None
         profile_key = profile.integration_id if profile else trigger.profile_integration_id
         if profile is None and profile_key:
             profile = self._profile_as_of(cursor, profile_key, recorded.position)
+        session_key = session.integration_id if session else None
         if profile_key:
             state.remember_event(profile_key, trigger.event_type, trigger.at, recorded.position, trigger.attributes)
+        if trigger.event_type in self.cancel_types:
+            state.cancel_delays(trigger.event_type, profile_key, session_key, recorded.position)
         if not self.rules.for_event(trigger.event_type) and not _settles(trigger, session):
-            return None
+            return []
         ledger = state.session_ledger(session.integration_id) if session else None
-        active, _ = state.balance(profile_key) if profile_key else (0, 0)
+        active, _ = state.balance(profile_key) if profile_key else (Decimal(0), Decimal(0))
         result = evaluate(
             self.rules, trigger, position=recorded.position, session=session, profile=profile,
             balance=active, ledger=ledger, state=state,
         )  # fmt: skip
-        state.remember_decision(result.decision)
-        if session is not None and ledger is not None and result.settlement.ledger is not None:
-            state.keep_session(session.integration_id, profile_key, ledger, result.settlement.ledger)
-        state.book(result.settlement.entries)
-        if not (result.effects or result.decision.failures or result.settlement.entries):
-            return None
         cause = Cause(
             position=recorded.position,
             originator_id=str(event.originator_id),
             originator_version=event.originator_version,
             event_type=trigger.event_type,
             profile_id=profile_key,
-            session_id=session.integration_id if session else None,
+            session_id=session_key,
         )
+        delays: list[Stream] = [self._schedule(state, cause, trigger, d) for d in result.decision.delayed]
+        evaluation = self._settle(state, cause, result, session, ledger)
+        return delays + ([evaluation] if evaluation is not None else [])
+
+    def _settle(
+        self, state: PolicyState, cause: Cause, result: Result, session: CustomerSession | None, ledger: Any
+    ) -> Evaluation | None:
+        """Keep what the decision changes of the policy's state; the evaluation to record, if it says anything."""
+        state.remember_decision(result.decision)
+        if session is not None and ledger is not None and result.settlement.ledger is not None:
+            state.keep_session(session.integration_id, cause.profile_id, ledger, result.settlement.ledger)
+        state.book(result.settlement.entries)
+        if not (result.effects or result.decision.failures or result.settlement.entries):
+            return None
         return Evaluation.record(cause, result.effects, result.failure_reasons(), result.settlement.entries)
 
-    def _record(self, cursor: psycopg.Cursor[DictRow], evaluations: list[Evaluation]) -> None:
+    # -- delayed rules --------------------------------------------------------------------------------
+
+    def _schedule(self, state: PolicyState, cause: Cause, trigger: Trigger, delayed: DelayedEvaluation) -> Delay:
+        state.keep_delay(pending_delay(cause, trigger, delayed))
+        self.cancel_types |= delayed.cancel_if
+        return Delay.schedule(cause.to_record(), delayed.rule_id, delayed.rule_version, delayed.due_at,
+                              sorted(delayed.cancel_if))  # fmt: skip
+
+    def _came_due(self, state: PolicyState, cursor: psycopg.Cursor[DictRow], recorded: Recorded) -> list[Stream]:
+        event: Any = recorded.event
+        pending = state.take_delay(event.originator_id)
+        if pending is None:
+            log.warning("delay %s came due but is not pending (already evaluated?)", event.originator_id)
+            return []
+        cause = Cause(
+            position=recorded.position,
+            originator_id=str(event.originator_id),
+            originator_version=event.originator_version,
+            event_type=str(Delay.DelayCameDue.talon_type),
+            profile_id=pending.profile_id,
+            session_id=pending.session_id,
+        )
+        rule = self.rules.get(pending.rule_id)
+        if pending.cancelled_by is not None or rule is None:
+            return [Evaluation.record(cause, [], [not_evaluated(pending, rule)], [])]
+        position = recorded.position
+        session = self._stream_as_of(cursor, pending.session_stream, position) if pending.session_stream else None
+        profile = self._profile_as_of(cursor, pending.profile_id, position) if pending.profile_id else None
+        ledger = state.session_ledger(session.integration_id) if session else None
+        active, _ = state.balance(pending.profile_id) if pending.profile_id else (Decimal(0), Decimal(0))
+        result = evaluate(
+            self.rules, due_trigger(pending), position=position, session=session, profile=profile,
+            balance=active, ledger=ledger, state=state, due=rule,
+        )  # fmt: skip
+        evaluation = self._settle(state, cause, result, session, ledger)
+        return [evaluation] if evaluation is not None else []
+
+    def _record(self, cursor: psycopg.Cursor[DictRow], aggregates: Sequence[Stream]) -> None:
         recorder: Any = self.app.recorder
         stored: list[StoredEvent] = [
-            self.app.mapper.to_stored_event(e) for evaluation in evaluations for e in evaluation.collect_events()
+            self.app.mapper.to_stored_event(e) for aggregate in aggregates for e in aggregate.collect_events()
         ]
         recorder._insert_stored_events(cursor, stored)  # noqa: SLF001 - inside our own transaction, on purpose
 
@@ -194,3 +258,36 @@ class RulePolicy(Follower):
 def _settles(trigger: Trigger, session: CustomerSession | None) -> bool:
     """Session life-cycle events settle (roll back, credit) even when no rule is triggered by them."""
     return session is not None and trigger.event_type.startswith("talon_session_")
+
+
+def pending_delay(cause: Cause, trigger: Trigger, delayed: DelayedEvaluation) -> PendingDelay:
+    """What is kept of a scheduled delay until it comes due (the policy in SQL, the replay in memory)."""
+    return PendingDelay(
+        delay_id=delay_id(UUID(cause.originator_id), cause.originator_version, delayed.rule_id),
+        rule_id=delayed.rule_id,
+        rule_version=delayed.rule_version,
+        due_at=delayed.due_at,
+        cancel_if=frozenset(delayed.cancel_if),
+        event_type=trigger.event_type,
+        attributes=dict(trigger.attributes),
+        profile_id=cause.profile_id,
+        session_id=cause.session_id,
+        session_stream=trigger.session_stream,
+    )
+
+
+def due_trigger(pending: PendingDelay) -> Trigger:
+    """The trigger of a delay that came due: the triggering event, seen at the due time."""
+    return Trigger(pending.event_type, pending.attributes, pending.due_at, pending.session_stream, pending.profile_id)
+
+
+def not_evaluated(pending: PendingDelay, rule: Any) -> dict[str, Any]:
+    """The failure reason of a delay that came due but was cancelled (or whose rule is gone)."""
+    details = (
+        f"cancelled by {pending.cancelled_by}" if pending.cancelled_by else "the rule no longer exists"
+    )
+    name = rule.name if rule is not None else ""
+    return {
+        "campaignID": pending.rule_id, "campaignName": name, "rulesetID": pending.rule_version, "ruleIndex": 0,
+        "ruleName": name, "conditionIndex": None, "effectIndex": None, "details": details,
+    }  # fmt: skip

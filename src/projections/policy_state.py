@@ -4,6 +4,8 @@
 - ``policy_firings`` / ``policy_matches`` / ``policy_budgets``: what ``limits`` need;
 - ``policy_sessions``: each session's effect ledger (current discounts, pending and credited points);
 - ``policy_balances``: each profile's loyalty balance, the running fold of the recorded ledger entries;
+- ``policy_delays``: delayed evaluations scheduled and not yet come due, with the trigger as rules see it and the
+  ``cancelIf`` event that cancelled them, if one came;
 - ``policy_rules``: the rule versions in force at the policy's checkpoint (so a restart resumes with the rules
   of that moment in the log, not of today).
 
@@ -23,6 +25,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from domain.delays import PendingDelay
 from domain.effects import LedgerEntry
 from domain.rules.context import HistoryItem
 from domain.rules.decide import Decision
@@ -46,6 +49,12 @@ CREATE TABLE IF NOT EXISTS policy_balances (
     spent numeric NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS policy_rules (
     rule_id int PRIMARY KEY, version int NOT NULL, definition jsonb NOT NULL, enabled boolean NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_delays (
+    delay_id uuid PRIMARY KEY, rule_id int NOT NULL, rule_version int NOT NULL, due_at timestamptz NOT NULL,
+    cancel_if text[] NOT NULL, event_type text NOT NULL, attributes jsonb NOT NULL, profile_id text,
+    session_id text, session_stream uuid, cancelled_by text);
+CREATE INDEX IF NOT EXISTS policy_delays_session ON policy_delays (session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS policy_delays_profile ON policy_delays (profile_id) WHERE session_id IS NULL;
 """
 
 
@@ -123,6 +132,11 @@ class PolicyState:
         self.cursor.execute("SELECT rule_id, version, definition, enabled FROM policy_rules ORDER BY rule_id")
         return list(self.cursor.fetchall())
 
+    def delay_cancel_types(self) -> set[str]:
+        """Every event type that cancels some pending delay."""
+        self.cursor.execute("SELECT DISTINCT unnest(cancel_if) AS t FROM policy_delays WHERE cancelled_by IS NULL")
+        return {row["t"] for row in self.cursor.fetchall()}
+
     # -- writes (the policy's batch transaction only) -------------------------------------------------
 
     def remember_event(
@@ -175,6 +189,45 @@ class PolicyState:
             "pending = policy_balances.pending + EXCLUDED.pending",
             (profile_id, active, pending),
         )
+
+    def keep_delay(self, delay: PendingDelay) -> None:
+        self.cursor.execute(
+            "INSERT INTO policy_delays (delay_id, rule_id, rule_version, due_at, cancel_if, event_type, attributes, "
+            "profile_id, session_id, session_stream) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (delay_id) DO NOTHING",
+            (delay.delay_id, delay.rule_id, delay.rule_version, delay.due_at, sorted(delay.cancel_if),
+             delay.event_type, _json(dict(delay.attributes)), delay.profile_id, delay.session_id,
+             delay.session_stream),
+        )  # fmt: skip
+
+    def cancel_delays(self, event_type: str, profile_id: str | None, session_id: str | None, position: int) -> None:
+        """Cancel the pending delays this event cancels (``PendingDelay.cancelled_by_event``, in SQL)."""
+        reason = f"{event_type}@{position}"
+        if session_id is not None:
+            self.cursor.execute(
+                "UPDATE policy_delays SET cancelled_by = %s WHERE session_id = %s AND cancelled_by IS NULL "
+                "AND %s = ANY(cancel_if)",
+                (reason, session_id, event_type),
+            )
+        if profile_id is not None:
+            self.cursor.execute(
+                "UPDATE policy_delays SET cancelled_by = %s WHERE session_id IS NULL AND profile_id = %s "
+                "AND cancelled_by IS NULL AND %s = ANY(cancel_if)",
+                (reason, profile_id, event_type),
+            )
+
+    def take_delay(self, delay_id: Any) -> PendingDelay | None:
+        """The delay that came due, no longer pending."""
+        self.cursor.execute("DELETE FROM policy_delays WHERE delay_id = %s RETURNING *", (delay_id,))
+        row = self.cursor.fetchone()
+        if row is None:
+            return None
+        return PendingDelay(
+            delay_id=row["delay_id"], rule_id=row["rule_id"], rule_version=row["rule_version"],
+            due_at=row["due_at"], cancel_if=frozenset(row["cancel_if"]), event_type=row["event_type"],
+            attributes=row["attributes"], profile_id=row["profile_id"], session_id=row["session_id"],
+            session_stream=row["session_stream"], cancelled_by=row["cancelled_by"],
+        )  # fmt: skip
 
     def keep_rule(self, rule_id: int, version: int, definition: Mapping[str, Any], enabled: bool) -> None:
         self.cursor.execute(

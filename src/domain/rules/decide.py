@@ -96,6 +96,10 @@ class RuleIndex:
         self._rules.pop(rule_id, None)
         self._reindex()
 
+    def get(self, rule_id: int) -> CompiledRule | None:
+        """The version held for ``rule_id`` (delays that come due evaluate the rule as it is then)."""
+        return self._rules.get(rule_id)
+
     def for_event(self, event_type: str) -> tuple[CompiledRule, ...]:
         """The rules triggered by ``event_type``, in evaluation order."""
         return self._by_trigger.get(event_type, ())
