@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ApplicationDep, CorrelationId, ManagementKey
@@ -43,7 +43,7 @@ def list_keys(app: ApplicationDep, _: ManagementKey) -> Any:
     return FastJSONResponse({"totalResultSize": len(keys), "data": [key_json(k) for k in keys]})
 
 
-@router.delete("/v1/keys/{name}", status_code=204, summary="Revoke an API key")
+@router.delete("/v1/keys/{name}", status_code=204, response_class=Response, summary="Revoke an API key")
 def revoke_key(
     name: Annotated[str, Path(min_length=1, max_length=100)],
     app: ApplicationDep,
@@ -53,4 +53,4 @@ def revoke_key(
     """The key stops working within a second; its history stays."""
     with recording(correlationId=correlation_id, keyName=key.name):
         app.revoke_key(name)
-    return FastJSONResponse(None, status_code=204)
+    return Response(status_code=204)
