@@ -9,6 +9,7 @@ from api.settings import Settings
 from domain.application import Rulestream
 from domain.errors import Conflict
 from domain.keys import hash_key
+from projections.audit.schema import secure
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Started:
 def open_application(settings: Settings) -> Rulestream:
     """The domain application on the configured database, creating the database and tables if missing."""
     ensure_database(settings)
-    return Rulestream(env=eventsourcing_env(settings))
+    return secure(Rulestream(env=eventsourcing_env(settings)))  # the audit schema, then the writer role
 
 
 def start(settings: Settings) -> Started:
