@@ -6,6 +6,7 @@
     rulestream keys create --role R --name N    print a new key, and nothing else
     rulestream keys list | keys revoke NAME
     rulestream db url                           the connection URL of the database in use
+    rulestream audit verify | audit export ...  hash chains of the log; NDJSON exports (see ``api.audit_cli``)
 
 The database is ``DATABASE_URL`` (or ``POSTGRES_*``); without either, an embedded PostgreSQL in the data
 directory (``--data-dir``, ``RULESTREAM_DATA_DIR``; see ``api.embedded``). ``api.settings.Settings`` lists
@@ -26,7 +27,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from api import embedded, projections_cli
+from api import audit_cli, embedded, projections_cli
 from api.app import create_app
 from api.bootstrap import open_application, start
 from api.settings import Settings
@@ -140,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database helpers", parents=[data_dir])
     db.add_argument("db_command", choices=["url"])
     db.set_defaults(run=_db)
+    audit_cli.add_commands(commands, parents=[data_dir])
     projections_cli.add_commands(commands, parents=[data_dir])
     return root
 
