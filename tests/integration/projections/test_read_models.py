@@ -110,7 +110,7 @@ def test_a_rebuild_switches_over_while_the_live_runner_keeps_following_and_write
         live.stop()
         thread.join(timeout=10)
     served = snapshot(rulestream, "events_log")
-    assert {p for p in [*written, more]} <= {r["position"] for r in served["events_log"]}
+    assert {*written, more} <= {r["position"] for r in served["events_log"]}
     Rebuild(rulestream, "events_log").run()
     assert snapshot(rulestream, "events_log") == served
 
