@@ -8,8 +8,20 @@ from api import errors
 from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
+from api.limits import BodyLimitMiddleware
 from api.loyalty import LoyaltyReader
-from api.routes import audit, catalog, gameball, integration, keys, loyalty, readmodels, rules, system
+from api.routes import (
+    audit,
+    catalog,
+    gameball,
+    integration,
+    keys,
+    loyalty,
+    readmodels,
+    rules,
+    system,
+    webhooks,
+)
 from api.settings import Settings
 from api.wire.json import FastJSONResponse
 from domain.application import Rulestream
@@ -36,7 +48,8 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.state.loyalty = LoyaltyReader(rulestream)
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body that is too large
     app.include_router(system.router)
-    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit, keys):
+    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit, webhooks, keys):
         app.include_router(module.router)
     return app

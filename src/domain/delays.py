@@ -57,7 +57,12 @@ class Delay(Stream):
 
     @classmethod
     def schedule(
-        cls, cause: Mapping[str, Any], rule_id: int, rule_version: int, due_at: datetime, cancel_if: Sequence[str]
+        cls,
+        cause: Mapping[str, Any],
+        rule_id: int,
+        rule_version: int,
+        due_at: datetime,
+        cancel_if: Sequence[str],
     ) -> Delay:
         delay: Delay = cls._create(
             cls.DelayScheduled,
@@ -125,7 +130,9 @@ class DelayBook:
 
     def due(self, now: datetime) -> list[PendingDelay]:
         """The delays due at ``now``, earliest first (what a timer would fire), no longer pending."""
-        ready = sorted((d for d in self.pending.values() if d.due_at <= now), key=lambda d: (d.due_at, d.delay_id))
+        ready = sorted(
+            (d for d in self.pending.values() if d.due_at <= now), key=lambda d: (d.due_at, d.delay_id)
+        )
         for delay in ready:
             del self.pending[delay.delay_id]
         return ready

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from domain.application import Rulestream
+from projections.deliveries import Deliveries
 from projections.effects import Effects
 from projections.events_log import EventsLog
 from projections.follower import Follower
@@ -13,11 +14,16 @@ from projections.policy import RulePolicy
 from projections.profiles import Profiles
 from projections.readmodel import ReadModel
 from projections.sessions import Sessions
+from projections.timers import Timers
 
 FollowerFactory = Callable[[Rulestream], Follower]
 
-POLICY: dict[str, FollowerFactory] = {RulePolicy.name: RulePolicy}
-"""The rule policy (and its timers): ``rulestream worker policy``."""
+POLICY: dict[str, FollowerFactory] = {
+    RulePolicy.name: RulePolicy,
+    Timers.name: Timers,
+    Deliveries.name: Deliveries,
+}
+"""The rule policy, its timers and webhook deliveries: ``rulestream worker policy``."""
 
 READ_MODELS: dict[str, type[ReadModel]] = {
     model.model: model for model in (EventsLog, Sessions, Profiles, Loyalty, Effects)

@@ -119,7 +119,9 @@ def test_a_cancel_if_event_in_between_cancels_the_evaluation(
     assert evaluation.failures[0]["details"].startswith("cancelled by talon_session_closed@")
 
 
-def test_a_close_of_another_session_does_not_cancel(rulestream: Rulestream, add_to_cart: tuple[str, int]) -> None:
+def test_a_close_of_another_session_does_not_cancel(
+    rulestream: Rulestream, add_to_cart: tuple[str, int]
+) -> None:
     event_type, _ = add_to_cart
     clock = FakeClock(datetime.now(UTC))
     sid, pid, _ = abandon_cart(rulestream, event_type, total=150)

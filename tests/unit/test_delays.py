@@ -14,14 +14,18 @@ from domain.rules.decide import decide
 from tests.unit.rules.builders import NOW, compiled, context, session
 
 REMINDER = {"after": "PT2H", "cancelIf": ["talon_session_closed"]}
-NOTIFY = [{"effectType": "showNotification", "props": {"notificationType": "Offer", "title": "Cart", "body": "..."}}]
+NOTIFY = [
+    {"effectType": "showNotification", "props": {"notificationType": "Offer", "title": "Cart", "body": "..."}}
+]
 
 
 def reminder(**fields: object) -> CompiledRule:
     return compiled(7, 1, trigger=["add_to_cart"], delay=REMINDER, effects=NOTIFY, **fields)
 
 
-def schedule(book: DelayBook, rule: CompiledRule, *, session_id: str | None = "s1", profile_id: str = "p1") -> None:
+def schedule(
+    book: DelayBook, rule: CompiledRule, *, session_id: str | None = "s1", profile_id: str = "p1"
+) -> None:
     """Trigger ``rule`` at ``NOW`` and keep its delay, as the policy does."""
     (delayed,) = decide([rule], context("add_to_cart", at=NOW, session_view=session(total="20"))).delayed
     book.schedule(

@@ -1,0 +1,183 @@
+"""Webhooks: receivers of effects that no HTTP response carries, registered as event-sourced aggregates.
+
+A webhook has an integer id (from one registry, like rules), a URL, an optional list of effect types it wants
+(none: every effect) and an optional name that ``triggerWebhook`` effects may use instead of the id, and the
+secret its deliveries are signed with (HMAC-SHA256). Removing one, and asking for a delivery to be retried, are
+events too, so the audit history shows who did it. Delivering is ``projections.deliveries``'s job.
+
+The secret is kept in the log: the deliverer must read it to sign. Whoever can read the log can read it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import event
+
+from domain.application import Rulestream
+from domain.base import Stream, natural_id
+from domain.errors import InvalidInput, NotFound
+
+REGISTRY_ID = natural_id("webhook-registry", "webhooks")
+
+
+def webhook_aggregate_id(webhook_id: int) -> uuid.UUID:
+    return natural_id("webhook", str(webhook_id))
+
+
+class Webhook(Stream):
+    """One receiver of effects."""
+
+    class WebhookRegistered(Stream.Created):
+        webhook_id: int
+        url: str
+        effect_types: list[str] | None
+        secret: str
+        name: str | None
+        author: str
+
+    class WebhookRemoved(Stream.Event):
+        author: str
+
+        def apply(self, aggregate: Webhook) -> None:
+            aggregate.removed = True
+
+    class DeliveryRetryRequested(Stream.Event):
+        delivery_id: int
+        author: str
+
+    def __init__(
+        self,
+        webhook_id: int,
+        url: str,
+        effect_types: list[str] | None,
+        secret: str,
+        name: str | None,
+        author: str,
+    ) -> None:
+        self.webhook_id = webhook_id
+        self.url = url
+        self.effect_types = effect_types
+        self.secret = secret
+        self.name = name
+        self.author = author
+        self.removed = False
+
+    @classmethod
+    def register(
+        cls,
+        webhook_id: int,
+        url: str,
+        effect_types: Sequence[str] | None,
+        secret: str,
+        name: str | None,
+        author: str,
+    ) -> Webhook:
+        webhook: Webhook = cls._create(
+            cls.WebhookRegistered,
+            id=webhook_aggregate_id(webhook_id),
+            webhook_id=webhook_id,
+            url=url,
+            effect_types=sorted(set(effect_types)) if effect_types else None,
+            secret=secret,
+            name=name,
+            author=author,
+        )
+        return webhook
+
+    def remove(self, author: str) -> None:
+        self._still_registered()
+        self.trigger_event(self.WebhookRemoved, author=author)
+
+    def retry(self, delivery_id: int, author: str) -> None:
+        """Ask for a delivery to be tried again now (a dead letter too)."""
+        self._still_registered()
+        self.trigger_event(self.DeliveryRetryRequested, delivery_id=delivery_id, author=author)
+
+    def _still_registered(self) -> None:
+        if self.removed:
+            raise NotFound(f"no webhook {self.webhook_id}")
+
+
+class WebhookRegistry(Stream):
+    """The one registry of webhook ids: increasing integers, listed without a read model."""
+
+    @staticmethod
+    def create_id() -> uuid.UUID:
+        return REGISTRY_ID
+
+    @event("WebhookRegistryStarted")
+    def __init__(self) -> None:
+        self.webhook_ids: list[int] = []
+
+    def allocate(self) -> int:
+        webhook_id = (self.webhook_ids[-1] if self.webhook_ids else 0) + 1
+        self._allocated(webhook_id)
+        return webhook_id
+
+    @event("WebhookIdAllocated")
+    def _allocated(self, webhook_id: int) -> None:
+        self.webhook_ids.append(webhook_id)
+
+
+class WebhookBook:
+    """The webhook commands and queries of the application."""
+
+    def __init__(self, app: Rulestream) -> None:
+        self.app = app
+
+    def register(
+        self, url: str, effect_types: Sequence[str] | None, secret: str, name: str | None, author: str
+    ) -> Webhook:
+        if name is not None and name in {w.name for w in self.all()}:
+            raise InvalidInput.at("/name", f"a webhook named '{name}' exists already")
+
+        def attempt() -> Webhook:
+            registry = self._registry() or WebhookRegistry()
+            webhook = Webhook.register(registry.allocate(), url, effect_types, secret, name, author)
+            self.app.save(registry, webhook)
+            return webhook
+
+        return self.app._retrying(attempt)  # noqa: SLF001 - the application's own retry policy
+
+    def remove(self, webhook_id: int, author: str) -> None:
+        def attempt() -> None:
+            webhook = self.get(webhook_id)
+            webhook.remove(author)
+            self.app.save(webhook)
+
+        self.app._retrying(attempt)  # noqa: SLF001
+
+    def retry(self, webhook_id: int, delivery_id: int, author: str) -> None:
+        def attempt() -> None:
+            webhook = self.get(webhook_id)
+            webhook.retry(delivery_id, author)
+            self.app.save(webhook)
+
+        self.app._retrying(attempt)  # noqa: SLF001
+
+    def get(self, webhook_id: int) -> Webhook:
+        try:
+            webhook: Webhook = self.app.repository.get(webhook_aggregate_id(webhook_id))
+        except AggregateNotFoundError:
+            raise NotFound(f"no webhook {webhook_id}") from None
+        if webhook.removed:
+            raise NotFound(f"no webhook {webhook_id}")
+        return webhook
+
+    def all(self) -> list[Webhook]:
+        registry = self._registry()
+        found: list[Webhook] = [
+            self.app.repository.get(webhook_aggregate_id(i))
+            for i in (registry.webhook_ids if registry else [])
+        ]
+        return [w for w in found if not w.removed]
+
+    def _registry(self) -> WebhookRegistry | None:
+        try:
+            registry: WebhookRegistry = self.app.repository.get(REGISTRY_ID)
+        except AggregateNotFoundError:
+            return None
+        return registry

@@ -1,0 +1,171 @@
+"""Webhook deliveries on the real PostgreSQL, to a receiver on 127.0.0.1: signed, filtered, in order per profile,
+retried with backoff (a fake clock stands for the waits), dead letters and manual retry; and the pull feed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.application import Rulestream
+from domain.clock import FakeClock
+from domain.rulebook import RuleBook
+from domain.webhooks import WebhookBook
+from projections.deliveries import Deliveries, deliveries_of
+from projections.feed import effects_after
+from projections.follower import FollowerRunner
+from projections.policy import RulePolicy
+from tests.receiver import Delivery, Receiver
+
+SECRET = "a-test-secret-of-some-length"
+
+
+@pytest.fixture
+def visit(rulestream: Rulestream) -> str:
+    """A custom event type ``visit_<tag>`` (attribute ``n``) and rules: each visit shows a notification and sets a
+    discount; the third triggers the webhook named ``crm-<tag>``."""
+    name = f"visit_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("Event", "n", "number", event_type=name)
+    book = RuleBook(rulestream)
+    book.create(
+        {"name": f"hello {name}", "trigger": [name],
+         "effects": [{"effectType": "showNotification",
+                      "props": {"notificationType": "Info", "title": "Hi", "body": "visit"}},
+                     {"effectType": "setDiscount", "props": {"name": "d", "value": {"attr": "event.attributes.n"}}}]},
+        "test",
+    )  # fmt: skip
+    book.create(
+        {"name": f"crm {name}", "trigger": [name],
+         "condition": {"attr": "event.attributes.n", "op": "eq", "value": 3},
+         "effects": [{"effectType": "triggerWebhook", "props": {"webhook": f"crm-{name}", "payload": {"n": 3}}}]},
+        "test",
+    )  # fmt: skip
+    return name
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver.start()
+    yield started
+    started.stop()
+
+
+def catch_up(app: Rulestream, deliveries: Deliveries) -> None:
+    FollowerRunner(app, RulePolicy(app)).run_until_caught_up()
+    FollowerRunner(app, deliveries).run_until_caught_up()
+
+
+def about(profile: str) -> Callable[[Delivery], bool]:
+    return lambda delivery: bool(delivery.body["cause"]["profileId"] == profile)
+
+
+def visits(app: Rulestream, event_type: str, count: int = 3) -> str:
+    profile = f"p-{uuid.uuid4().hex[:10]}"
+    for n in range(1, count + 1):
+        app.track_event(event_type, {"n": n}, profile, None)
+    return profile
+
+
+def test_receivers_get_the_effects_they_asked_for_signed_and_in_order(
+    rulestream: Rulestream, visit: str, receiver: Receiver
+) -> None:
+    book = WebhookBook(rulestream)
+    notifications = book.register(receiver.url, ["showNotification"], SECRET, None, "test")
+    crm_receiver = Receiver.start()
+    try:
+        book.register(crm_receiver.url, ["setDiscount"], SECRET, f"crm-{visit}", "test")
+        profile = visits(rulestream, visit)
+        deliveries = Deliveries(rulestream, FakeClock(datetime.now(UTC)), sender=False)
+        catch_up(rulestream, deliveries)
+        deliveries.send_due()
+
+        mine = receiver.wait_for(3, about(profile))
+        assert [d.body["effect"]["effectType"] for d in mine] == ["showNotification"] * 3
+        assert [d.body["position"] for d in mine] == sorted(d.body["position"] for d in mine)
+        assert all(d.signed_by(SECRET) and not d.signed_by("another secret") for d in mine)
+        assert all(d.body["webhookId"] == notifications.webhook_id for d in mine)
+        crm = [d.body["effect"] for d in crm_receiver.wait_for(4, about(profile))]
+        # its setDiscount effects, and the one triggerWebhook that names it
+        assert [e["effectType"] for e in crm] == [
+            "setDiscount",
+            "setDiscount",
+            "setDiscount",
+            "triggerWebhook",
+        ]
+        assert crm[0]["props"]["value"] == 1 and crm[3]["props"]["payload"] == {"n": 3}
+    finally:
+        crm_receiver.stop()
+
+
+def test_a_failing_receiver_gets_each_effect_once_after_retries_in_order(
+    rulestream: Rulestream, visit: str
+) -> None:
+    flaky = Receiver.start(fail_first=3)
+    try:
+        webhook = WebhookBook(rulestream).register(flaky.url, ["showNotification"], SECRET, None, "test")
+        profile = visits(rulestream, visit)
+        clock = FakeClock(datetime.now(UTC))
+        deliveries = Deliveries(rulestream, clock, sender=False)
+        catch_up(rulestream, deliveries)
+        for _ in range(4):  # three failures, each retried after its backoff, then the receiver recovers
+            deliveries.send_due()
+            clock.advance(Deliveries.BACKOFF_CAP)
+        received = flaky.wait_for(3)
+        assert flaky.refused == 3
+        assert [d.body["cause"]["profileId"] for d in received] == [profile] * 3
+        assert [d.body["cause"]["position"] for d in received] == sorted(
+            d.body["cause"]["position"] for d in received
+        )
+        history = sorted(deliveries_of(rulestream, webhook.webhook_id, 10), key=lambda d: d["id"])
+        assert [d["status"] for d in history] == ["delivered"] * 3
+        assert [d["attempts"] for d in history] == [4, 1, 1]
+        assert [a["status"] for a in history[0]["history"]] == [503, 503, 503, 204]
+    finally:
+        flaky.stop()
+
+
+def test_after_the_last_attempt_a_delivery_is_a_dead_letter_until_retried(
+    rulestream: Rulestream, visit: str
+) -> None:
+    down = Receiver.start(fail_first=1_000)
+    try:
+        book = WebhookBook(rulestream)
+        webhook = book.register(down.url, ["showNotification"], SECRET, None, "test")
+        visits(rulestream, visit, count=1)
+        clock = FakeClock(datetime.now(UTC))
+        deliveries = Deliveries(rulestream, clock, sender=False)
+        catch_up(rulestream, deliveries)
+        for _ in range(Deliveries.MAX_ATTEMPTS + 2):
+            deliveries.send_due()
+            clock.advance(Deliveries.BACKOFF_CAP)
+        (dead,) = deliveries_of(rulestream, webhook.webhook_id, 10)
+        assert (dead["status"], dead["attempts"], down.refused) == ("dead", Deliveries.MAX_ATTEMPTS, 10)
+
+        down.fail_first = 0
+        book.retry(webhook.webhook_id, dead["id"], "test")
+        catch_up(rulestream, deliveries)
+        deliveries.send_due()
+        (delivered,) = deliveries_of(rulestream, webhook.webhook_id, 10)
+        assert delivered["status"] == "delivered" and len(down.received) == 1
+        assert len(delivered["history"]) == Deliveries.MAX_ATTEMPTS + 1
+    finally:
+        down.stop()
+
+
+def test_the_feed_pages_every_effect_in_log_order_with_its_cause(rulestream: Rulestream, visit: str) -> None:
+    profile = visits(rulestream, visit)
+    FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+    seen, after = [], 0
+    while True:
+        page = effects_after(rulestream, after, limit=2)
+        seen += page.effects
+        after = page.after
+        if not page.has_more:
+            break
+    mine = [e for e in seen if e["cause"]["profileId"] == profile]
+    assert [e["effectType"] for e in mine] == ["showNotification", "setDiscount"] * 2 + [
+        "showNotification", "setDiscount", "triggerWebhook"]  # fmt: skip
+    positions = [(e["position"], e["effectIndex"]) for e in seen]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
