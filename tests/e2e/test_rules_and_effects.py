@@ -26,19 +26,28 @@ def create_rule(server: Server, rule: dict[str, Any]) -> dict[str, Any]:
     return created
 
 
+SUITE = "rules-and-effects"
+"""Sessions of these tests carry ``suite`` = SUITE and the rules here ask for it, so that these rules do not fire
+on the sessions of other tests sharing the server."""
+
+
 def close(integration: talon_one.IntegrationApi, sid: str, pid: str, items: list[talon_one.CartItem], state: str):  # type: ignore[no-untyped-def]
     return integration.update_customer_session_v2(
         sid,
         talon_one.IntegrationRequest(
-            customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state=state, cart_items=items),
+            customer_session=talon_one.NewCustomerSessionV2(
+                profile_id=pid, state=state, cart_items=items, attributes={"suite": SUITE}
+            ),
             response_content=["customerSession", "customerProfile", "loyalty", "ruleFailureReasons"],
         ),
     )
 
 
 @pytest.fixture(scope="module")
-def big_spender_rules(server: Server) -> dict[str, int]:
+def big_spender_rules(server: Server, management: talon_one.ManagementApi) -> dict[str, int]:
     tag = uuid.uuid4().hex[:6]
+    declare(management, "CustomerSession", "suite", "string")
+    ours = {"attr": "session.attributes.suite", "op": "eq", "value": SUITE}
     points = create_rule(
         server,
         {
@@ -46,7 +55,7 @@ def big_spender_rules(server: Server) -> dict[str, int]:
             "trigger": ["talon_session_closed"],
             "condition": {"all": [
                 {"attr": "session.total", "op": "gte", "value": 50},
-                {"attr": "session.cartItemTotal", "op": "gt", "value": 0},
+                ours,
             ]},
             "effects": [{"effectType": "addLoyaltyPoints",
                          "props": {"name": "double", "value": {"mul": [{"attr": "session.total"}, 2]}}}],
@@ -57,7 +66,7 @@ def big_spender_rules(server: Server) -> dict[str, int]:
         {
             "name": f"ten off big carts {tag}",
             "trigger": ["talon_session_created", "talon_session_updated", "talon_session_closed"],
-            "condition": {"attr": "session.total", "op": "gte", "value": 50},
+            "condition": {"all": [{"attr": "session.total", "op": "gte", "value": 50}, ours]},
             "effects": [{"effectType": "setDiscount", "props": {"name": "ten-off", "value": 10}}],
         },
     )
@@ -124,7 +133,9 @@ def test_a_dry_run_answers_the_effects_and_records_nothing(
     dry = integration.update_customer_session_v2(
         sid,
         talon_one.IntegrationRequest(
-            customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed", cart_items=items)
+            customer_session=talon_one.NewCustomerSessionV2(
+                profile_id=pid, state="closed", cart_items=items, attributes={"suite": SUITE}
+            )
         ),
         dry=True,
     )
@@ -148,7 +159,7 @@ def test_an_invalid_rule_is_refused_with_a_pointer(server: Server) -> None:
 
 def test_rule_versions_are_kept(server: Server) -> None:
     headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
-    rule = {"name": "v", "trigger": ["talon_session_closed"], "effects": []}
+    rule = {"name": "v", "trigger": ["talon_session_closed"], "effects": [], "enabled": False}
     created = create_rule(server, rule)
     revised = httpx.put(f"{server.url}/v1/rules/{created['id']}", json={**rule, "name": "v2"}, headers=headers)
     assert revised.json()["version"] == 2

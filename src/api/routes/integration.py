@@ -48,13 +48,13 @@ def _built_in_event(outcome: Outcome, effects: Effects) -> dict[str, Any] | None
     return None
 
 
-def _custom_event(outcome: Outcome, event_type: str, attributes: dict[str, Any]) -> dict[str, Any]:
+def _custom_event(outcome: Outcome, event_type: str) -> dict[str, Any]:
     recorded = next(e for e in outcome.events if getattr(e, "event_type", None) == event_type)
     return talon.event(
         recorded,
         outcome.position_of(recorded),
         event_type=event_type,
-        attributes=attributes,
+        attributes=recorded.attributes,  # as recorded: normalised by the catalog (times in UTC, ...)
         profile_id=outcome.profile.integration_id if outcome.profile else None,
         session_id=outcome.session.integration_id if outcome.session else None,
     )
@@ -195,7 +195,7 @@ def track_event(
         outcome = app.track_event(body.type, attributes, body.profile_id or None, body.session_id, dry=dry)
     if silent == "yes":
         return Response(status_code=204)
-    event = _custom_event(outcome, body.type, attributes)
+    event = _custom_event(outcome, body.type)
     found = effects.of(outcome)
     return _state(outcome, found, body.response_content, with_session=False, event=event, loyalty=loyalty)
 
