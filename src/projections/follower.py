@@ -230,6 +230,9 @@ class FollowerRunner:
     # -- the checkpoint -------------------------------------------------------------------------------
 
     def _setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        # Followers set up one at a time (until their transactions end): concurrent CREATE ... IF NOT EXISTS of
+        # the same table or type races in PostgreSQL and fails one of them.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", (FOLLOWER_LOCK + 1,))
         cursor.execute(
             f'CREATE TABLE IF NOT EXISTS "{self.tracking_table}" '
             "(application_name text PRIMARY KEY, notification_id bigint)"
