@@ -171,6 +171,18 @@ class Rulestream(CatalogService, Application[UUID]):
     def get_profile(self, integration_id: str) -> CustomerProfile | None:
         return self._get(profile_id(integration_id), CustomerProfile)
 
+    def erase_profile(self, integration_id: str) -> Outcome:
+        """Forget a customer: records ``DataErased`` on the profile (the keys are destroyed by infrastructure)."""
+
+        def attempt() -> Outcome:
+            profile = self._get(profile_id(integration_id), CustomerProfile)
+            if profile is None:
+                raise NotFound(f"no customer profile '{integration_id}'")
+            profile.erase()
+            return self._commit(None, profile, dry=False)
+
+        return self._retrying(attempt)
+
     # -- custom events --------------------------------------------------------------------------------
 
     def track_event(
@@ -188,8 +200,9 @@ class Rulestream(CatalogService, Application[UUID]):
             raise UnknownEventType.at("/type", f"'{event_type}' is a reserved built-in event type")
 
         def attempt() -> Outcome:
-            catalog = self.catalog()
-            values = checked_event(catalog, event_type, attributes)
+            discovered: list[tuple[str, Any]] = []
+            values = checked_event(self.catalog(), event_type, attributes, discovered)
+            catalog = self._registering(discovered)
             session = None
             if session_integration_id is not None:
                 session = self._get(session_id(session_integration_id), CustomerSession)
@@ -227,9 +240,10 @@ class Rulestream(CatalogService, Application[UUID]):
             catalog = self.catalog()
             problems: list[Problem] = []
             recorded: list[tuple[str, dict[str, Any]]] = []
+            discovered: list[tuple[str, Any]] = []
             for event_type, attributes in events.items():
                 try:
-                    recorded.append((event_type, checked_event(catalog, event_type, attributes)))
+                    recorded.append((event_type, checked_event(catalog, event_type, attributes, discovered)))
                 except InvalidInput as e:
                     problems += event_problems(e, "/events" + pointer(event_type))
             stored: dict[str, Any] = {}
@@ -240,6 +254,7 @@ class Rulestream(CatalogService, Application[UUID]):
                     problems += e.problems
             if problems:
                 raise invalid(problems)
+            catalog = self._registering(discovered)
             profile = self._profile_for(profile_integration_id)
             assert profile is not None
             if stored:
@@ -348,6 +363,13 @@ class Rulestream(CatalogService, Application[UUID]):
             session=session,
             profile=profile,
         )
+
+    def _registering(self, discovered: list[tuple[str, Any]]) -> AttributeCatalog:
+        """The catalog to save with the event: a private copy with what discover mode found, if anything."""
+        catalog = self.catalog(private=bool(discovered))
+        for event_type, found in discovered:
+            catalog.register_discovered(event_type, found)
+        return catalog
 
     def _commit_with_catalog(
         self,

@@ -38,10 +38,14 @@ class CatalogService(Application[UUID]):
         @staticmethod
         def _retrying(attempt: Callable[[], R]) -> R: ...
 
-    def catalog(self) -> AttributeCatalog:
-        """The stored catalog, or a new empty one (stored once it records something)."""
+    def catalog(self, *, private: bool = False) -> AttributeCatalog:
+        """The stored catalog, or a new empty one (stored once it records something).
+
+        Writes validate against the cached catalog itself, without copying it (it grows with every attribute);
+        ask for a ``private`` copy to change it.
+        """
         try:
-            catalog: AttributeCatalog = self.repository.get(CATALOG_ID)
+            catalog: AttributeCatalog = self.repository.get(CATALOG_ID, deepcopy_from_cache=private)
         except AggregateNotFoundError:
             return AttributeCatalog.start()
         return catalog
@@ -64,7 +68,7 @@ class CatalogService(Application[UUID]):
 
     def _changing_catalog(self, change: Callable[[AttributeCatalog], R]) -> R:
         def attempt() -> R:
-            catalog = self.catalog()
+            catalog = self.catalog(private=True)
             result = change(catalog)
             if catalog.pending_events:
                 self.save(catalog)
@@ -77,15 +81,18 @@ class CatalogService(Application[UUID]):
 
 
 def checked_event(
-    catalog: AttributeCatalog, event_type: str, attributes: Mapping[str, Any]
+    catalog: AttributeCatalog,
+    event_type: str,
+    attributes: Mapping[str, Any],
+    discovered: list[tuple[str, Any]],
 ) -> dict[str, Any]:
-    """A custom event's attributes as recorded; what discover mode found is registered on ``catalog``.
+    """A custom event's attributes as recorded; what discover mode found is appended to ``discovered``.
 
-    The caller saves ``catalog`` in the same transaction as the event when it has pending events.
+    The caller registers those on a private copy of the catalog and saves it in the event's transaction.
     """
     validated = catalog.validate_event(event_type, attributes)
     if validated.discovered:
-        catalog.register_discovered(event_type, validated.discovered)
+        discovered.append((event_type, validated.discovered))
     return recordable(validated.values, "/attributes")
 
 
