@@ -201,8 +201,9 @@ class Rulestream(CatalogService, Application[UUID]):
 
         def attempt() -> Outcome:
             discovered: list[tuple[str, Any]] = []
-            values = checked_event(self.catalog(), event_type, attributes, discovered)
-            catalog = self._registering(discovered)
+            catalog = self.catalog()
+            values = checked_event(catalog, event_type, attributes, discovered)
+            catalog = self._registering(catalog, discovered)
             session = None
             if session_integration_id is not None:
                 session = self._get(session_id(session_integration_id), CustomerSession)
@@ -254,7 +255,7 @@ class Rulestream(CatalogService, Application[UUID]):
                     problems += e.problems
             if problems:
                 raise invalid(problems)
-            catalog = self._registering(discovered)
+            catalog = self._registering(catalog, discovered)
             profile = self._profile_for(profile_integration_id)
             assert profile is not None
             if stored:
@@ -364,9 +365,11 @@ class Rulestream(CatalogService, Application[UUID]):
             profile=profile,
         )
 
-    def _registering(self, discovered: list[tuple[str, Any]]) -> AttributeCatalog:
+    def _registering(self, catalog: AttributeCatalog, discovered: list[tuple[str, Any]]) -> AttributeCatalog:
         """The catalog to save with the event: a private copy with what discover mode found, if anything."""
-        catalog = self.catalog(private=bool(discovered))
+        if not discovered:
+            return catalog
+        catalog = self.catalog(private=True)
         for event_type, found in discovered:
             catalog.register_discovered(event_type, found)
         return catalog

@@ -45,7 +45,11 @@ class CatalogService(Application[UUID]):
         ask for a ``private`` copy to change it.
         """
         try:
-            catalog: AttributeCatalog = self.repository.get(CATALOG_ID, deepcopy_from_cache=private)
+            # Skipping: when another thread is bringing the cached catalog up to date, use it as it is rather
+            # than queue behind that thread (every write reads the catalog: it must not serialise them).
+            catalog: AttributeCatalog = self.repository.get(
+                CATALOG_ID, deepcopy_from_cache=private, fastforward_skipping=not private
+            )
         except AggregateNotFoundError:
             return AttributeCatalog.start()
         return catalog
