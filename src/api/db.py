@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -10,14 +12,14 @@ from api.settings import Settings
 
 def ensure_database(settings: Settings) -> None:
     """Create the database named in the settings if the server does not have it yet."""
-    info = settings.conninfo
+    info: dict[str, Any] = dict(settings.conninfo)
     try:
         with psycopg.connect(**info, connect_timeout=10):
             return
     except psycopg.OperationalError as error:
         if "does not exist" not in str(error):
             raise
-    admin = {**info, "dbname": "postgres"}
+    admin: dict[str, Any] = {**info, "dbname": "postgres"}
     with psycopg.connect(**admin, autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (info["dbname"],)).fetchone()
         if not exists:
@@ -28,7 +30,8 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The library's environment for the Postgres recorders (``POSTGRES_ENABLE_DB_FUNCTIONS`` stays off: broken)."""
     info = settings.conninfo
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # The library's Postgres factory, whose mappers seal personal data under per-profile keys.
+        "PERSISTENCE_MODULE": "api.shredding:ShreddingFactory",
         "POSTGRES_DBNAME": info["dbname"],
         "POSTGRES_HOST": info["host"],
         "POSTGRES_PORT": info["port"],

@@ -39,7 +39,8 @@ class GroupCommitRecorder(PostgresProcessRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if kwargs.get("tracking") is not None or not stored_events:
-            return super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
         self._ensure_committer()
         done: Future[Sequence[int]] = Future()
         self._queue.put((stored_events, done))

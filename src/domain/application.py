@@ -343,7 +343,7 @@ class Rulestream(CatalogService, Application[UUID]):
 
     def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, kind):

@@ -59,7 +59,7 @@ class SessionLedger:
         return sum((POINT_EFFECTS[e["effectType"]] * _value(e) for e in self.pending.values()), Decimal(0))
 
     def to_record(self) -> dict[str, Any]:
-        return plain(
+        record: dict[str, Any] = plain(
             {
                 "discounts": self.discounts,
                 "pending": self.pending,
@@ -67,7 +67,8 @@ class SessionLedger:
                 "valueAtClose": self.value_at_close,
                 "valueLeft": self.value_left,
             }
-        )  # type: ignore[no-any-return]
+        )
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None) -> SessionLedger:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
@@ -54,7 +55,7 @@ def _custom_event(outcome: Outcome, event_type: str) -> dict[str, Any]:
         recorded,
         outcome.position_of(recorded),
         event_type=event_type,
-        attributes=recorded.attributes,  # as recorded: normalised by the catalog (times in UTC, ...)
+        attributes=getattr(recorded, "attributes", {}),  # as recorded: normalised by the catalog (times in UTC, ...)
         profile_id=outcome.profile.integration_id if outcome.profile else None,
         session_id=outcome.session.integration_id if outcome.session else None,
     )
@@ -63,7 +64,7 @@ def _custom_event(outcome: Outcome, event_type: str) -> dict[str, Any]:
 def _state(
     outcome: Outcome,
     effects: Effects,
-    content: list[str] | None,
+    content: Sequence[str] | None,
     *,
     with_session: bool,
     event: dict[str, Any] | None = None,

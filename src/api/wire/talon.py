@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -86,7 +86,7 @@ def event(
     """``Event``: a built-in or custom event as Talon.One shows it."""
     return {
         "id": position or 0,
-        "created": recorded.timestamp,
+        "created": getattr(recorded, "timestamp", None),
         "applicationId": APPLICATION_ID,
         "profileId": profile_id or "",
         "type": event_type,
@@ -98,15 +98,15 @@ def event(
 
 def integration_state(
     *,
-    effects: list[Mapping[str, Any]],
+    effects: Sequence[Mapping[str, Any]],
     session: dict[str, Any] | None = None,
     profile: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
     loyalty: dict[str, Any] | None = None,
-    rule_failure_reasons: list[Mapping[str, Any]] | None = None,
+    rule_failure_reasons: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``IntegrationStateV2`` / ``TrackEventV2Response`` / ``CustomerProfileIntegrationResponseV2``."""
-    state: dict[str, Any] = {"effects": effects, "createdCoupons": [], "createdReferrals": []}
+    state: dict[str, Any] = {"effects": list(effects), "createdCoupons": [], "createdReferrals": []}
     for key, value in (
         ("customerSession", session),
         ("customerProfile", profile),
