@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import psycopg
 
 from api.db import ensure_database, eventsourcing_env
 from api.settings import Settings
@@ -19,15 +24,33 @@ class Started:
     """Keys created by this start (name → secret), to print once."""
 
 
+STARTUP_LOCK = (7_000, 1)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(settings: Settings) -> Iterator[None]:
+    """Processes starting together (docker-compose: api and workers) create the schema and keys one at a time."""
+    info: dict[str, Any] = dict(settings.conninfo)
+    with psycopg.connect(**info, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", STARTUP_LOCK)
+        yield
+
+
 def open_application(settings: Settings) -> Rulestream:
     """The domain application on the configured database, creating the database and tables if missing."""
     ensure_database(settings)
-    return secure(Rulestream(env=eventsourcing_env(settings)))  # the audit schema, then the writer role
+    with _one_at_a_time(settings):
+        return secure(Rulestream(env=eventsourcing_env(settings)))  # the audit schema, then the writer role
 
 
 def start(settings: Settings) -> Started:
     """Open the application; on an installation without keys, create the development pair; honour seed keys."""
     app = open_application(settings)
+    with _one_at_a_time(settings):
+        return Started(app, _keys(app, settings))
+
+
+def _keys(app: Rulestream, settings: Settings) -> dict[str, str]:
     new_keys: dict[str, str] = {}
     seeds = {"seed-integration": ("integration", settings.integration_key),
              "seed-management": ("management", settings.management_key)}
@@ -40,4 +63,4 @@ def start(settings: Settings) -> Started:
     if not existing and not any(secret for _, secret in seeds.values()):
         for role in ("integration", "management"):
             new_keys[f"dev-{role}"] = app.issue_key(f"dev-{role}", role)
-    return Started(app, new_keys)
+    return new_keys
