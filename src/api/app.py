@@ -13,6 +13,7 @@ from api.loyalty import LoyaltyReader
 from api.routes import (
     audit,
     catalog,
+    customer_data,
     gameball,
     integration,
     keys,
@@ -50,6 +51,8 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
     app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body that is too large
     app.include_router(system.router)
-    for module in (integration, gameball, catalog, rules, loyalty, readmodels, audit, webhooks, keys):
+    for module in (
+        integration, customer_data, gameball, catalog, rules, loyalty, readmodels, audit, webhooks, keys
+    ):
         app.include_router(module.router)
     return app

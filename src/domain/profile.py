@@ -14,6 +14,10 @@ from typing import Any, ClassVar
 from domain.base import Stream
 
 
+ERASED: dict[str, Any] = {"erased": True}
+"""What a customer's personal data reads as once they have been forgotten (``CustomerProfile.DataErased``)."""
+
+
 class CustomerProfile(Stream):
     """A customer, identified by the integration id the client chose."""
 
@@ -26,6 +30,8 @@ class CustomerProfile(Stream):
         """How many sessions have named this profile (Talon.One's ``firstSession`` is true for the first)."""
         self.counted_sessions: dict[str, str] = {}
         """Session integration id → the sales amount it currently contributes (a Decimal as a string)."""
+        self.erased_at: int | None = None
+        """The version of the last erasure, if the customer asked to be forgotten."""
 
     class Registered(Stream.Created):
         """The profile came into being: by a profile write, or implicitly when a session or event named it."""
@@ -95,6 +101,16 @@ class CustomerProfile(Stream):
         event_type: str
         attributes: dict[str, Any]
 
+    class DataErased(Stream.Event):
+        """The customer asked to be forgotten: their personal data is gone from here on (its keys destroyed).
+
+        The history stays, countable: sessions, sales and effects; only the personal fields read as erased.
+        """
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.attributes = {}
+            aggregate.erased_at = self.originator_version
+
     # -- the verbs ------------------------------------------------------------------------------------
 
     @classmethod
@@ -127,6 +143,11 @@ class CustomerProfile(Stream):
 
     def track(self, event_type: str, attributes: Mapping[str, Any]) -> None:
         self.trigger_event(self.CustomEventTracked, event_type=event_type, attributes=dict(attributes))
+
+    def erase(self) -> None:
+        """Forget the customer's personal data (records nothing if nothing happened since the last one)."""
+        if self.erased_at is None or self.erased_at != self.version:
+            self.trigger_event(self.DataErased)
 
     def _recount(self) -> None:
         self.closed_sessions = len(self.counted_sessions)

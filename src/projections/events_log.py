@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from domain.anonymous import AnonymousEvent
 from domain.effects import Evaluation
-from domain.profile import CustomerProfile
+from domain.profile import ERASED, CustomerProfile
 from domain.session import CustomerSession
 from projections.follower import Recorded
 from projections.readmodel import ReadModel, Table
@@ -69,6 +69,11 @@ class EventsLog(ReadModel):
                     )
                 )
                 continue
+            if isinstance(event, CustomerProfile.DataErased):
+                self._write(cursor, streams, touched, rows, evaluations)
+                rows, evaluations, touched = [], [], set()
+                self._erase(cursor, streams, event.originator_id)
+                continue
             state = streams.get(event.originator_id)
             folded = self._fold(event, state, recorded.position)
             if folded is None:
@@ -79,6 +84,16 @@ class EventsLog(ReadModel):
                 touched.add(event.originator_id)
             if visible is not None:
                 rows.append(visible)
+        self._write(cursor, streams, touched, rows, evaluations)
+
+    def _write(
+        self,
+        cursor: psycopg.Cursor[DictRow],
+        streams: dict[Any, dict[str, Any]],
+        touched: set[Any],
+        rows: list[tuple[Any, ...]],
+        evaluations: list[tuple[Any, ...]],
+    ) -> None:
         if rows:
             cursor.executemany(
                 f"INSERT INTO {self.t('events_log')} "
@@ -109,6 +124,26 @@ class EventsLog(ReadModel):
                     for s in touched
                 ],
             )
+
+    def _erase(
+        self, cursor: psycopg.Cursor[DictRow], streams: dict[Any, dict[str, Any]], stream: Any
+    ) -> None:
+        """The customer asked to be forgotten: their events keep their rows, not their attributes.
+
+        A rebuild comes out the same: the log's sealed fields decode as erased, and this runs again.
+        """
+        profile = (streams.get(stream) or {}).get("profile")
+        if not profile:
+            return
+        cursor.execute(
+            f"UPDATE {self.t('events_log')} SET attributes = %s WHERE profile = %s", (Jsonb(ERASED), profile)
+        )
+        cursor.execute(
+            f"UPDATE {self.t('events_log_streams')} SET attributes = '{{}}' WHERE profile = %s", (profile,)
+        )
+        for state in streams.values():
+            if state["profile"] == profile:
+                state["attributes"] = {}
 
     def _load_streams(
         self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]

@@ -75,6 +75,8 @@ def fold(profile: dict[str, Any], event: Any) -> None:
     counted: dict[str, str] = dict(profile["counted"])
     if isinstance(event, CustomerProfile.AttributesStored):
         profile["attributes"] = {**profile["attributes"], **event.attributes}
+    elif isinstance(event, CustomerProfile.DataErased):
+        profile["attributes"] = {}
     elif isinstance(event, CustomerProfile.SessionStarted):
         profile["sessions"] += 1
     elif isinstance(event, CustomerProfile.SaleCounted):

@@ -1,0 +1,214 @@
+"""Crypto-shredding: personal data in the append-only log, erasable without rewriting it.
+
+The log cannot forget (a trigger refuses UPDATE and DELETE, and the hash chains would break). So the personal
+fields of an event — a profile's attributes, the attributes of its custom events (on its own stream or on a
+session) — are stored sealed with AES-GCM under a data key of that profile, kept in a separate, ordinary table
+(``<app>_profile_keys``). Erasing a customer destroys their key: the stored bytes (and so the hash chains)
+stay as they were, the events stay countable, and the sealed fields decode as ``ERASED``.
+
+This is infrastructure, wired through the library's own seams: ``ShreddingFactory`` is the
+``PERSISTENCE_MODULE`` (the Postgres factory whose mappers seal and unseal), so every mapper the application
+or a follower builds does the same. ``src/domain`` never sees a key.
+
+Keys are cached per process for ``KEY_TTL`` seconds, so other processes may still decrypt for that long after
+an erasure; a process that decodes the erasure event (every follower does) drops the key at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from typing import Any
+from uuid import UUID, uuid4
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
+from psycopg import sql
+
+from domain.application import Rulestream, profile_id
+from domain.profile import ERASED, CustomerProfile
+from domain.session import CustomerSession
+
+SEALED = "_sealed"
+KEY_TTL = 5.0
+
+PROFILE_PERSONAL = (
+    CustomerProfile.Registered, CustomerProfile.AttributesStored, CustomerProfile.CustomEventTracked
+)
+
+
+def personal_data(event: Any) -> tuple[UUID, str] | None:
+    """Whose personal data this event holds, and in which field; ``None`` for events without any."""
+    if isinstance(event, PROFILE_PERSONAL):
+        owner = event.originator_id
+    elif isinstance(event, CustomerSession.CustomEventTracked) and event.profile_id:
+        owner = profile_id(event.profile_id)
+    else:
+        return None
+    return (owner, "attributes") if event.attributes else None
+
+
+class ProfileKeys:
+    """The data keys of profiles: one live key per profile, created on first use, deleted on erasure."""
+
+    def __init__(self, datastore: PostgresDatastore, table: str) -> None:
+        self.datastore = datastore
+        schema = sql.Identifier(datastore.schema or "public")
+        self.table = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
+        self._lock = threading.Lock()
+        self._by_profile: dict[UUID, tuple[float, UUID, bytes]] = {}
+        self._by_id: dict[UUID, tuple[float, bytes | None]] = {}
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (key_id uuid PRIMARY KEY, "
+                    "profile_id uuid NOT NULL UNIQUE, "
+                    "data_key bytea NOT NULL, created timestamptz NOT NULL DEFAULT now())"
+                ).format(self.table)
+            )
+
+    def key_for(self, profile: UUID) -> tuple[UUID, bytes]:
+        """The profile's live key (``key_id``, key), created if it has none."""
+        cached = self._by_profile.get(profile)
+        if cached and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        with self.datastore.get_connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL("INSERT INTO {} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (profile_id) DO NOTHING").format(self.table),
+                (uuid4(), profile, AESGCM.generate_key(bit_length=256)),
+            )
+            select = sql.SQL("SELECT key_id, data_key FROM {} WHERE profile_id = %s").format(self.table)
+            row = conn.execute(select, (profile,)).fetchone()
+        assert row is not None
+        key_id, key = row["key_id"], bytes(row["data_key"])
+        self._remember(profile, key_id, key)
+        return key_id, key
+
+    def key(self, key_id: UUID) -> bytes | None:
+        """The key with this id, or ``None`` once destroyed (for good: ids are never reused)."""
+        cached = self._by_id.get(key_id)
+        if cached and (cached[1] is None or cached[0] > time.monotonic()):
+            return cached[1]
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT profile_id, data_key FROM {} WHERE key_id = %s").format(self.table), (key_id,)
+            ).fetchone()
+        if row is None:
+            with self._lock:
+                self._by_id[key_id] = (0.0, None)
+            return None
+        key = bytes(row["data_key"])
+        self._remember(row["profile_id"], key_id, key)
+        return key
+
+    def erase(self, profile: UUID) -> None:
+        """Destroy every key of the profile: what was sealed with them can never be read again."""
+        with self.datastore.get_connection() as conn, conn.transaction():
+            conn.execute(sql.SQL("DELETE FROM {} WHERE profile_id = %s").format(self.table), (profile,))
+        self.forget(profile)
+
+    def forget(self, profile: UUID) -> None:
+        """Drop the profile's keys from this process's cache (another process erased them)."""
+        with self._lock:
+            cached = self._by_profile.pop(profile, None)
+            if cached:
+                self._by_id.pop(cached[1], None)
+
+    def _remember(self, profile: UUID, key_id: UUID, key: bytes) -> None:
+        until = time.monotonic() + KEY_TTL
+        with self._lock:
+            if len(self._by_id) > 100_000:  # bounded: an expired or erased entry is cheap to look up again
+                self._by_id.clear()
+                self._by_profile.clear()
+            self._by_profile[profile] = (until, key_id, key)
+            self._by_id[key_id] = (until, key)
+
+
+class ShreddingMapper(Mapper[UUID]):
+    """The library's mapper, sealing each event's personal field under its owner's key."""
+
+    def __init__(self, transcoder: Transcoder, keys: ProfileKeys, **kwargs: Any) -> None:
+        super().__init__(transcoder, **kwargs)
+        self.keys = keys
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        personal = personal_data(domain_event)
+        if personal is None:
+            return super().to_stored_event(domain_event)
+        owner, field = personal
+        key_id, key = self.keys.key_for(owner)
+        state = dict(vars(domain_event))
+        nonce = os.urandom(12)
+        plain = self.transcoder.encode(state[field])
+        sealed = AESGCM(key).encrypt(nonce, plain, self._aad(domain_event, field))
+        state[field] = {SEALED: 1, "kid": str(key_id), "nonce": _b64(nonce), "ct": _b64(sealed)}
+        clone = object.__new__(type(domain_event))
+        object.__setattr__(clone, "__dict__", state)
+        return super().to_stored_event(clone)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        event = super().to_domain_event(stored_event)
+        state = vars(event)
+        for field, value in state.items():
+            if isinstance(value, dict) and value.get(SEALED) == 1:
+                state[field] = self._unseal(event, field, value)
+        if isinstance(event, CustomerProfile.DataErased):
+            self.keys.forget(event.originator_id)
+        return event
+
+    def _unseal(self, event: Any, field: str, envelope: dict[str, Any]) -> Any:
+        key = self.keys.key(UUID(envelope["kid"]))
+        if key is None:
+            return dict(ERASED)
+        try:
+            nonce, sealed = _unb64(envelope["nonce"]), _unb64(envelope["ct"])
+            plain = AESGCM(key).decrypt(nonce, sealed, self._aad(event, field))
+        except InvalidTag:
+            return dict(ERASED)
+        return self.transcoder.decode(plain)
+
+    @staticmethod
+    def _aad(event: Any, field: str) -> bytes:
+        # Binds the ciphertext to its place: a sealed field copied into another event does not open.
+        return f"{event.originator_id}\n{event.originator_version}\n{field}".encode()
+
+
+class ShreddingFactory(PostgresFactory):
+    """The Postgres infrastructure, with mappers that seal personal data (``PERSISTENCE_MODULE`` topic)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile_keys = ProfileKeys(self.datastore, f"{self.env.name.lower() or 'stored'}_profile_keys")
+        if self.env_create_table():
+            self.profile_keys.create_table()
+
+    def mapper(self, transcoder: Transcoder | None = None, mapper_class: Any = None) -> Any:
+        return ShreddingMapper(
+            transcoder or self.transcoder(),
+            self.profile_keys,
+            cipher=self.cipher(),
+            compressor=self.compressor(),
+        )
+
+
+def erase_keys(app: Rulestream, integration_id: str) -> None:
+    """Destroy the data keys of a profile (no-op on infrastructure without them, e.g. in-memory tests)."""
+    keys = getattr(app.factory, "profile_keys", None)
+    if isinstance(keys, ProfileKeys):
+        keys.erase(profile_id(integration_id))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
