@@ -105,7 +105,10 @@ def settle(
     ``ledger`` is the session's ledger (None for events without a session); ``session_value`` the session's
     cart value after the event (for closes and returns).
     """
-    ledger = SessionLedger(**vars(ledger)) if ledger is not None else None
+    if ledger is not None:  # a copy: the caller's ledger (maybe cached) stays as it was
+        ledger = SessionLedger(
+            dict(ledger.discounts), dict(ledger.pending), dict(ledger.credited), ledger.value_at_close, ledger.value_left
+        )
     out, entries = list(effects), []
     if ledger is None or event_type not in SESSION_EVENTS:
         entries = [_entry(profile_id, e) for e in effects if e["effectType"] in POINT_EFFECTS]

@@ -38,7 +38,7 @@ from domain.rules.decide import DelayedEvaluation, RuleIndex
 from domain.rules.language import parse_rule
 from domain.session import CustomerSession
 from projections.follower import Follower, Recorded
-from projections.policy_state import PolicyState
+from projections.policy_state import PolicyCache, PolicyState
 
 log = logging.getLogger("rulestream.policy")
 
@@ -70,11 +70,13 @@ class RulePolicy(Follower):
         """Sessions and profiles as of the last event the policy read of each (an LRU cache)."""
         self.cancel_types: set[str] = set()
         """Event types that may cancel a pending delay: only events of these types look at ``policy_delays``."""
+        self.cache = PolicyCache()
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
         PolicyState.create_tables(cursor)
 
     def start(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        self.cache = PolicyCache()
         state = PolicyState(cursor)
         self.rules = build_index(state.rules())
         self.cancel_types = state.delay_cancel_types()
@@ -84,6 +86,7 @@ class RulePolicy(Follower):
         # The cached aggregates and rules may include the failed batch: start from the committed state.
         # (``cancel_types`` may keep types of the failed batch: a superset only costs a query.)
         self.streams.clear()
+        self.cache.clear()
         self._reload_rules = True
 
     def committed(self) -> None:
@@ -92,7 +95,7 @@ class RulePolicy(Follower):
     _reload_rules = False
 
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
-        state = PolicyState(cursor)
+        state = PolicyState(cursor, self.cache)
         if self._reload_rules:
             self.rules = build_index(state.rules())
             self._reload_rules = False
@@ -109,6 +112,7 @@ class RulePolicy(Follower):
             if aggregate is None:
                 continue
             recorded_now += self._evaluate(state, cursor, recorded, aggregate)
+        state.flush()
         if recorded_now:
             self._record(cursor, recorded_now)
 

@@ -16,6 +16,7 @@ can be rebuilt by replaying the log from the start.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -71,14 +72,87 @@ def _number(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
+class PolicyCache:
+    """What the policy read or wrote of balances and session ledgers, kept across its batches.
+
+    Valid because the elected policy is the only writer of those tables; cleared when a batch rolls back.
+    """
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self.balances: dict[str, tuple[Decimal, Decimal]] = {}
+        self.ledgers: dict[str, SessionLedger] = {}
+
+    def keep_balance(self, profile_id: str, balance: tuple[Decimal, Decimal]) -> None:
+        if len(self.balances) >= self.LIMIT and profile_id not in self.balances:
+            self.balances.clear()
+        self.balances[profile_id] = balance
+
+    def keep_ledger(self, session_id: str, ledger: SessionLedger) -> None:
+        if len(self.ledgers) >= self.LIMIT and session_id not in self.ledgers:
+            self.ledgers.clear()
+        self.ledgers[session_id] = ledger
+
+    def clear(self) -> None:
+        self.balances.clear()
+        self.ledgers.clear()
+
+
 class PolicyState:
     """Reads and writes of the policy's tables through one cursor (one transaction, or read-only for dry runs).
 
     Implements the rule language's ``HistoryReader`` and ``LimitsReader``.
     """
 
-    def __init__(self, cursor: psycopg.Cursor[DictRow]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[DictRow], cache: PolicyCache | None = None) -> None:
         self.cursor = cursor
+        self.cache = cache if cache is not None else PolicyCache()
+        self._history: list[tuple[Any, ...]] = []
+        self._firings: list[tuple[Any, ...]] = []
+        self._matches: Counter[tuple[int, str]] = Counter()
+        self._budgets: dict[int, list[Decimal]] = {}
+        self._sessions: dict[str, tuple[str | None, SessionLedger]] = {}
+        self._balances: set[str] = set()
+
+    def flush(self) -> None:
+        """Write what this batch buffered (many rows per statement); reads of the buffered tables call it first."""
+        execute = self.cursor.executemany
+        if self._history:
+            execute(
+                "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                self._history,
+            )
+        if self._firings:
+            execute("INSERT INTO policy_firings (rule_id, profile_id, at) VALUES (%s, %s, %s)", self._firings)
+        if self._budgets:
+            execute(
+                "INSERT INTO policy_budgets (rule_id, points, discount) VALUES (%s, %s, %s) "
+                "ON CONFLICT (rule_id) DO UPDATE SET points = policy_budgets.points + EXCLUDED.points, "
+                "discount = policy_budgets.discount + EXCLUDED.discount",
+                [(rule, p, d) for rule, (p, d) in self._budgets.items()],
+            )
+        if self._matches:
+            execute(
+                "INSERT INTO policy_matches (rule_id, profile_id, matches) VALUES (%s, %s, %s) "
+                "ON CONFLICT (rule_id, profile_id) DO UPDATE SET matches = policy_matches.matches + EXCLUDED.matches",
+                [(rule, profile, n) for (rule, profile), n in self._matches.items()],
+            )
+        if self._sessions:
+            execute(
+                "INSERT INTO policy_sessions (session_id, profile_id, ledger) VALUES (%s, %s, %s) "
+                "ON CONFLICT (session_id) DO UPDATE SET ledger = EXCLUDED.ledger, profile_id = EXCLUDED.profile_id",
+                [(sid, profile, Jsonb(ledger.to_record())) for sid, (profile, ledger) in self._sessions.items()],
+            )
+        if self._balances:
+            execute(
+                "INSERT INTO policy_balances (profile_id, active, pending) VALUES (%s, %s, %s) "
+                "ON CONFLICT (profile_id) DO UPDATE SET active = EXCLUDED.active, pending = EXCLUDED.pending",
+                [(pid, *self.cache.balances[pid]) for pid in self._balances],
+            )
+        self._history, self._firings, self._matches, self._budgets = [], [], Counter(), {}
+        self._sessions, self._balances = {}, set()
 
     @staticmethod
     def create_tables(cursor: psycopg.Cursor[DictRow]) -> None:
@@ -87,6 +161,7 @@ class PolicyState:
     # -- HistoryReader / LimitsReader -----------------------------------------------------------------
 
     def events(self, profile_id: str, event_type: str, since: datetime | None) -> Sequence[HistoryItem]:
+        self.flush()
         self.cursor.execute(
             "SELECT at, attributes FROM policy_history WHERE profile_id = %s AND event_type = %s "
             "AND at >= coalesce(%s, '-infinity'::timestamptz) ORDER BY at, position",
@@ -95,6 +170,7 @@ class PolicyState:
         return [HistoryItem(row["at"], row["attributes"]) for row in self.cursor.fetchall()]
 
     def firings(self, rule_id: int, profile_id: str, since: datetime | None) -> int:
+        self.flush()
         self.cursor.execute(
             "SELECT count(*) AS n FROM policy_firings WHERE rule_id = %s AND profile_id = %s "
             "AND at >= coalesce(%s, '-infinity'::timestamptz)",
@@ -104,6 +180,7 @@ class PolicyState:
         return int(row["n"]) if row else 0
 
     def matches(self, rule_id: int, profile_id: str) -> int:
+        self.flush()
         self.cursor.execute(
             "SELECT matches FROM policy_matches WHERE rule_id = %s AND profile_id = %s", (rule_id, profile_id)
         )
@@ -111,6 +188,7 @@ class PolicyState:
         return int(row["matches"]) if row else 0
 
     def budget_used(self, rule_id: int) -> Mapping[str, Decimal]:
+        self.flush()
         self.cursor.execute("SELECT points, discount FROM policy_budgets WHERE rule_id = %s", (rule_id,))
         row = self.cursor.fetchone()
         return {"points": row["points"], "discount": row["discount"]} if row else {}
@@ -118,15 +196,25 @@ class PolicyState:
     # -- sessions and balances ------------------------------------------------------------------------
 
     def session_ledger(self, session_id: str) -> SessionLedger:
+        cached = self.cache.ledgers.get(session_id)
+        if cached is not None:
+            return cached
         self.cursor.execute("SELECT ledger FROM policy_sessions WHERE session_id = %s", (session_id,))
         row = self.cursor.fetchone()
-        return SessionLedger.from_record(row["ledger"] if row else None)
+        ledger = SessionLedger.from_record(row["ledger"] if row else None)
+        self.cache.keep_ledger(session_id, ledger)
+        return ledger
 
     def balance(self, profile_id: str) -> tuple[Decimal, Decimal]:
         """(active, pending) points of the profile."""
+        cached = self.cache.balances.get(profile_id)
+        if cached is not None:
+            return cached
         self.cursor.execute("SELECT active, pending FROM policy_balances WHERE profile_id = %s", (profile_id,))
         row = self.cursor.fetchone()
-        return (row["active"], row["pending"]) if row else (Decimal(0), Decimal(0))
+        balance = (row["active"], row["pending"]) if row else (Decimal(0), Decimal(0))
+        self.cache.keep_balance(profile_id, balance)
+        return balance
 
     def rules(self) -> list[dict[str, Any]]:
         self.cursor.execute("SELECT rule_id, version, definition, enabled FROM policy_rules ORDER BY rule_id")
@@ -142,38 +230,21 @@ class PolicyState:
     def remember_event(
         self, profile_id: str, event_type: str, at: datetime, position: int, attributes: Mapping[str, Any]
     ) -> None:
-        self.cursor.execute(
-            "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) VALUES (%s, %s, %s, %s, %s)",
-            (profile_id, event_type, at, position, _json(dict(attributes))),
-        )
+        self._history.append((profile_id, event_type, at, position, _json(dict(attributes))))
 
     def remember_decision(self, decision: Decision) -> None:
         for firing in decision.firings:
             if firing.profile_id is not None:
-                self.cursor.execute(
-                    "INSERT INTO policy_firings (rule_id, profile_id, at) VALUES (%s, %s, %s)",
-                    (firing.rule_id, firing.profile_id, firing.at),
-                )
+                self._firings.append((firing.rule_id, firing.profile_id, firing.at))
             if firing.points or firing.discount:
-                self.cursor.execute(
-                    "INSERT INTO policy_budgets (rule_id, points, discount) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (rule_id) DO UPDATE SET points = policy_budgets.points + EXCLUDED.points, "
-                    "discount = policy_budgets.discount + EXCLUDED.discount",
-                    (firing.rule_id, firing.points, firing.discount),
-                )
-        for rule_id, profile_id in decision.matches:
-            self.cursor.execute(
-                "INSERT INTO policy_matches (rule_id, profile_id, matches) VALUES (%s, %s, 1) "
-                "ON CONFLICT (rule_id, profile_id) DO UPDATE SET matches = policy_matches.matches + 1",
-                (rule_id, profile_id),
-            )
+                used = self._budgets.setdefault(firing.rule_id, [Decimal(0), Decimal(0)])
+                used[0] += firing.points
+                used[1] += firing.discount
+        self._matches.update(decision.matches)
 
     def keep_session(self, session_id: str, profile_id: str | None, before: SessionLedger, after: SessionLedger) -> None:
-        self.cursor.execute(
-            "INSERT INTO policy_sessions (session_id, profile_id, ledger) VALUES (%s, %s, %s) "
-            "ON CONFLICT (session_id) DO UPDATE SET ledger = EXCLUDED.ledger, profile_id = EXCLUDED.profile_id",
-            (session_id, profile_id, Jsonb(after.to_record())),
-        )
+        self.cache.keep_ledger(session_id, after)
+        self._sessions[session_id] = (profile_id, after)
         delta = after.pending_points - before.pending_points
         if profile_id and delta:
             self._add_balance(profile_id, Decimal(0), delta)
@@ -183,12 +254,10 @@ class PolicyState:
             self._add_balance(entry.profile_id, entry.amount, Decimal(0))
 
     def _add_balance(self, profile_id: str, active: Decimal, pending: Decimal) -> None:
-        self.cursor.execute(
-            "INSERT INTO policy_balances (profile_id, active, pending) VALUES (%s, %s, %s) "
-            "ON CONFLICT (profile_id) DO UPDATE SET active = policy_balances.active + EXCLUDED.active, "
-            "pending = policy_balances.pending + EXCLUDED.pending",
-            (profile_id, active, pending),
-        )
+        # Absolute values, from the cache: the policy is the only writer of these tables (one elected runner).
+        now_active, now_pending = self.balance(profile_id)
+        self.cache.keep_balance(profile_id, (now_active + active, now_pending + pending))
+        self._balances.add(profile_id)
 
     def keep_delay(self, delay: PendingDelay) -> None:
         self.cursor.execute(
