@@ -78,3 +78,11 @@ def test_a_ledger_survives_its_json_record() -> None:
                     session_value=Decimal("9.99"))  # fmt: skip
     assert closed.ledger is not None
     assert SessionLedger.from_record(closed.ledger.to_record()) == closed.ledger
+
+
+def test_settling_leaves_the_given_ledger_as_it_was() -> None:
+    before = settle("talon_session_updated", [effect("addLoyaltyPoints", 10)], SessionLedger(), "p").ledger
+    assert before is not None
+    after = settle("talon_session_updated", [effect("addLoyaltyPoints", 25, rule=2)], before, "p").ledger
+    assert after is not None
+    assert (before.pending_points, after.pending_points) == (10, 35)
