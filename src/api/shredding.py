@@ -17,9 +17,11 @@ an erasure; a process that decodes the erasure event (every follower does) drops
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -163,6 +165,22 @@ class ShreddingMapper(Mapper[UUID]):
         if isinstance(event, CustomerProfile.DataErased):
             self.keys.forget(event.originator_id)
         return event
+
+    def plain_state(self, stored_event: StoredEvent) -> dict[str, Any]:
+        """The stored JSON of an event with its sealed fields opened (still JSON: for tests and tools)."""
+        state: dict[str, Any] = json.loads(stored_event.state)
+        event = SimpleNamespace(
+            originator_id=stored_event.originator_id, originator_version=stored_event.originator_version
+        )
+        for field, value in state.items():
+            if isinstance(value, dict) and value.get(SEALED) == 1:
+                key = self.keys.key(UUID(value["kid"]))
+                if key is None:
+                    state[field] = dict(ERASED)
+                    continue
+                nonce, sealed = _unb64(value["nonce"]), _unb64(value["ct"])
+                state[field] = json.loads(AESGCM(key).decrypt(nonce, sealed, self._aad(event, field)))
+        return state
 
     def _unseal(self, event: Any, field: str, envelope: dict[str, Any]) -> Any:
         key = self.keys.key(UUID(envelope["kid"]))
