@@ -77,10 +77,13 @@ def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def start(command: list[str], env: dict[str, str], probe: str) -> subprocess.Popen[bytes]:
+def start(command: list[str], env: dict[str, str], probe: str | None) -> subprocess.Popen[bytes]:
     log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log)
-    wait_up(probe, process)
+    if probe is not None:
+        wait_up(probe, process)
+    else:
+        time.sleep(2)
     return process
 
 
@@ -127,12 +130,18 @@ SESSION_BODY = (
 # -- the benchmarks --------------------------------------------------------------------------------------
 
 
-def bench_http(seconds: int, rows: list[Row], only: set[str]) -> None:
+def bench_http(seconds: int, rows: list[Row], only: set[str], split: bool = False) -> None:
     database = fresh_database("rulestream_bench")
     port, trivial_port = free_port(), free_port()
     env = {"DATABASE_URL": database, "RULESTREAM_INTEGRATION_KEY": INTEGRATION_KEY,
            "RULESTREAM_MANAGEMENT_KEY": MANAGEMENT_KEY, "RULESTREAM_PORT": str(port)}  # fmt: skip
-    server = start([sys.executable, "-m", "api.cli", "serve"], env, f"http://127.0.0.1:{port}/health")
+    if split:  # production's shape: the API alone, followers in their own processes
+        server = start([sys.executable, "-m", "api.cli", "api"], env, f"http://127.0.0.1:{port}/health")
+        workers = [start([sys.executable, "-m", "api.cli", "worker", group], env, None)
+                   for group in ("policy", "projections")]  # fmt: skip
+    else:
+        server = start([sys.executable, "-m", "api.cli", "serve"], env, f"http://127.0.0.1:{port}/health")
+        workers = []
     trivial = start([sys.executable, str(HERE / "trivial.py"), str(trivial_port)], {}, f"http://127.0.0.1:{trivial_port}/docs")
     try:
         url = f"http://127.0.0.1:{port}"
@@ -158,7 +167,7 @@ def bench_http(seconds: int, rows: list[Row], only: set[str]) -> None:
                             f"{rate:.0f} req/s, p99 {p99:.0f} ms", f"{trivial_rate:.0f} req/s",
                             f"{rate / trivial_rate:.2f}", ">= 0.40, p99 <= 50 ms"))  # fmt: skip
     finally:
-        for process in (server, trivial):
+        for process in (server, trivial, *workers):
             process.terminate()
             process.wait(timeout=20)
 
@@ -237,6 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--only", default="B0,B1,B2,B3", help="comma list of benchmarks")
+    parser.add_argument("--split", action="store_true", help="run `rulestream api` and the workers as separate processes")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if shutil.which("wrk") is None:
@@ -244,7 +254,7 @@ def main() -> None:
     rows: list[Row] = []
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("B0", lambda: bench_rules(rows)),
-        ("B1", lambda: bench_http(args.seconds, rows, only)),
+        ("B1", lambda: bench_http(args.seconds, rows, only, args.split)),
         ("B3", lambda: bench_appends(args.seconds, rows)),
     ]
     for name, step in steps:

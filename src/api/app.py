@@ -56,3 +56,11 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     ):
         app.include_router(module.router)
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one of several API worker processes (``rulestream api --workers N``), from the environment."""
+    from api.bootstrap import open_application
+
+    settings = Settings()
+    return create_app(settings, open_application(settings))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -56,9 +57,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         runners = [FollowerRunner(started.rulestream, f) for f in registry.followers(started.rulestream, *groups)]
         for runner in runners:
             runner.thread()
-    app = create_app(settings, started.rulestream)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if args.command == "api" and args.workers > 1:
+            # Several API processes on one port (the API is stateless): each builds its own app from the same
+            # settings, which the environment carries (an embedded database's URL included).
+            os.environ["DATABASE_URL"] = settings.url()
+            uvicorn.run("api.app:from_environment", factory=True, workers=args.workers, host=host, port=port,
+                        log_level="warning", access_log=False)  # fmt: skip
+        else:
+            app = create_app(settings, started.rulestream)
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         for runner in runners:
             runner.stop()
@@ -123,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
         cmd = commands.add_parser(name, help=text, parents=[data_dir])
         cmd.add_argument("--host", help="address to listen on (RULESTREAM_HOST, default 127.0.0.1)")
         cmd.add_argument("--port", type=int, help="port to listen on (RULESTREAM_PORT, default 8000)")
+        if name == "api":
+            cmd.add_argument("--workers", type=int, default=1, help="API processes sharing the port (default 1)")
         cmd.set_defaults(run=_serve)
     worker = commands.add_parser(
         "worker", help="run followers of the log: the rule policy or the projections", parents=[data_dir]
