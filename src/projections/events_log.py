@@ -7,18 +7,24 @@ the log (an ``Evaluation.Evaluated`` names its cause's position), and update the
 Attributes of built-in session and profile events are those of the session or profile as they stand after the
 event (what the Integration API's ``event`` shows); the model keeps the little state that takes, per stream,
 in ``events_log_streams``. Every filter of the endpoint has an index (see ``projections.queries``).
+
+Delayed rule evaluations show as two rows, ``rulestream_delay_scheduled`` and ``rulestream_delay_came_due``,
+under the profile and session of the event that triggered them (the delay's ``cause``); the came-due row
+carries the effects of the evaluation it caused. Their attributes say which rule, from which event, due when.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from domain.anonymous import AnonymousEvent
+from domain.delays import Delay
 from domain.effects import Evaluation
 from domain.profile import ERASED, CustomerProfile
 from domain.session import CustomerSession
@@ -75,7 +81,13 @@ class EventsLog(ReadModel):
                 self._erase(cursor, streams, event.originator_id)
                 continue
             state = streams.get(event.originator_id)
-            folded = self._fold(event, state, recorded.position)
+            if isinstance(event, Delay.DelayScheduled):
+                state = self._delay_state(event, streams)
+                folded: Any = (state, self._delay_row(event, state, recorded.position))
+            elif isinstance(event, Delay.DelayCameDue):
+                folded = (None, self._delay_row(event, state, recorded.position) if state else None)
+            else:
+                folded = self._fold(event, state, recorded.position)
             if folded is None:
                 continue
             state, visible = folded
@@ -148,8 +160,11 @@ class EventsLog(ReadModel):
     def _load_streams(
         self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]
     ) -> dict[Any, dict[str, Any]]:
-        followed = CustomerSession.Event | CustomerProfile.Event
-        ids = list({r.event.originator_id for r in batch if isinstance(r.event, followed)})
+        followed = CustomerSession.Event | CustomerProfile.Event | Delay.DelayCameDue
+        causes = {
+            UUID(r.event.cause["originatorId"]) for r in batch if isinstance(r.event, Delay.DelayScheduled)
+        }
+        ids = list({r.event.originator_id for r in batch if isinstance(r.event, followed)} | causes)
         if not ids:
             return {}
         cursor.execute(
@@ -158,6 +173,40 @@ class EventsLog(ReadModel):
             (ids,),
         )
         return {row["stream"]: dict(row) for row in cursor.fetchall()}
+
+    @staticmethod
+    def _delay_state(event: Any, streams: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+        """A delay's row state: profile and session from its cause, the store the cause's stream had then."""
+        cause = event.cause
+        trigger = streams.get(UUID(cause["originatorId"])) or {}
+        return {
+            "profile": cause.get("profileId"),
+            "session": cause.get("sessionId"),
+            "store": trigger.get("store"),
+            "attributes": {
+                "ruleId": event.rule_id,
+                "ruleVersion": event.rule_version,
+                "dueAt": event.due_at.isoformat(),
+                "cancelIf": list(event.cancel_if),
+                "causePosition": cause.get("position"),
+                "causeType": cause.get("type"),
+            },
+        }
+
+    @staticmethod
+    def _delay_row(event: Any, state: dict[str, Any], position: int) -> tuple[Any, ...]:
+        attributes = dict(state["attributes"])
+        if isinstance(event, Delay.DelayCameDue):
+            attributes["firedAt"] = event.fired_at.isoformat()
+        return (
+            position,
+            event.timestamp,
+            str(type(event).talon_type),
+            state["profile"],
+            state["session"],
+            state["store"],
+            Jsonb(attributes),
+        )
 
     @staticmethod
     def _fold(

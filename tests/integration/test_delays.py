@@ -17,8 +17,11 @@ from domain.clock import FakeClock
 from domain.delays import Delay, delay_id
 from domain.effects import Evaluation, evaluation_id, plain
 from domain.rulebook import RuleBook
+from projections import queries
+from projections.events_log import EventsLog
 from projections.follower import FollowerRunner
 from projections.policy import RulePolicy
+from projections.queries import EventFilter
 from projections.replay import Replay
 from projections.timers import Timers
 from tests.builders import cart_item, session_changes
@@ -173,3 +176,27 @@ def test_replay_reproduces_delayed_effects(rulestream: Rulestream, add_to_cart: 
     assert key == (evaluation.cause["originatorId"], 2)
     recorded: Evaluation = rulestream.repository.get(evaluation_id(uuid.UUID(key[0]), key[1]))
     assert recorded.effects == plain(replayed[key].effects)
+
+
+def test_the_events_log_shows_the_scheduled_and_fired_evaluation_under_its_trigger(
+    rulestream: Rulestream, add_to_cart: tuple[str, int]
+) -> None:
+    event_type, rule_id = add_to_cart
+    clock = FakeClock(datetime.now(UTC))
+    sid, pid, _ = abandon_cart(rulestream, event_type, total=150)
+    policy(rulestream)
+    timer = timers(rulestream, clock)
+    clock.advance(DELAY + timedelta(seconds=1))
+    timer.fire_due()
+    policy(rulestream)
+    FollowerRunner(rulestream, EventsLog(rulestream)).run_until_caught_up()
+
+    rows, _ = queries.events(rulestream, EventFilter(session=sid), 100, 0)
+    assert [r["type"] for r in rows] == [
+        "talon_session_created", event_type, "rulestream_delay_scheduled", "rulestream_delay_came_due",
+    ]  # fmt: skip
+    scheduled, fired = rows[2:]
+    assert {(r["profile"], r["session"]) for r in (scheduled, fired)} == {(pid, sid)}
+    assert scheduled["attributes"]["ruleId"] == rule_id
+    assert scheduled["attributes"]["causePosition"] == rows[1]["position"]
+    assert [e["effectType"] for e in fired["effects"]] == ["showNotification", "setDiscount"]

@@ -41,7 +41,8 @@ def test_the_events_log_shows_built_in_and_custom_events_with_their_effects(
     rows = all_events(rulestream, profile=pid)
     assert [r["type"] for r in rows] == [
         "talon_profile_created", "talon_session_created", "talon_session_closed",
-        "talon_session_partially_returned", "review_posted", "cart_viewed", "talon_profile_updated",
+        "talon_session_partially_returned", "review_posted", "cart_viewed", "rulestream_delay_scheduled",
+        "rulestream_delay_came_due", "talon_profile_updated",
     ]  # fmt: skip
     created, closed = rows[1], rows[2]
     assert created["session"] == sid and created["attributes"] == {"channel": "web"}
@@ -49,10 +50,27 @@ def test_the_events_log_shows_built_in_and_custom_events_with_their_effects(
     assert [e["props"]["value"] for e in closed["effects"]] == ["2.50", "12"]
     assert rows[4]["attributes"] == {"stars": 1, "product": "a"} and rows[4]["session"] is None
     assert rows[5]["session"] == sid and rows[5]["effects"]
-    assert rows[6]["attributes"] == {"name": "Customer 0", "tier": "platinum"}
+    assert rows[8]["attributes"] == {"name": "Customer 0", "tier": "platinum"}
     assert [r["type"] for r in all_events(rulestream, types=["newsletter_opened"])][-1:] == [
         "newsletter_opened"
     ]
+
+
+def test_the_events_log_shows_a_delayed_evaluation_under_its_trigger_with_the_effects_it_caused(
+    rulestream: Rulestream, ids: dict[str, list[str]]
+) -> None:
+    pid, sid = ids["profiles"][0], ids["sessions"][0]
+    rows = all_events(rulestream, session=sid)
+    trigger, scheduled, came_due = rows[-3:]
+    assert [r["type"] for r in (trigger, scheduled, came_due)] == [
+        "cart_viewed", "rulestream_delay_scheduled", "rulestream_delay_came_due",
+    ]  # fmt: skip
+    assert {(r["profile"], r["session"]) for r in (scheduled, came_due)} == {(pid, sid)}
+    assert scheduled["attributes"]["causePosition"] == trigger["position"]
+    assert scheduled["attributes"]["ruleId"] == came_due["attributes"]["ruleId"] == 9
+    assert "firedAt" in came_due["attributes"] and scheduled["effects"] == []
+    assert [e["effectType"] for e in came_due["effects"]] == ["showNotification"]
+    assert all_events(rulestream, types=["rulestream_delay_came_due"], effect_type="showNotification")
 
 
 def test_sessions_profiles_and_loyalty_hold_the_current_state(

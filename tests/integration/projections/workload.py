@@ -4,10 +4,12 @@ and evaluations with effects and loyalty entries recorded as the rule policy rec
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from domain.application import Outcome, Rulestream
+from domain.delays import Delay
 from domain.effects import Cause, Evaluation, LedgerEntry
 from domain.errors import DomainError
 from domain.session import ReturnedItem
@@ -18,20 +20,23 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def evaluate(app: Rulestream, outcome: Outcome, points: str = "5", discount: str = "2.50") -> None:
-    """Record an evaluation, with one discount, one points effect and a ledger entry, of the command's last event."""
+def cause_of(outcome: Outcome) -> Cause:
+    """The command's last event, as an evaluation names its cause."""
     event = outcome.events[-1]
-    position = outcome.positions[-1]
-    profile = outcome.profile.integration_id if outcome.profile else None
-    session = outcome.session.integration_id if outcome.session else None
-    cause = Cause(
-        position,
+    return Cause(
+        outcome.positions[-1],
         str(event.originator_id),
         event.originator_version,
         getattr(type(event), "talon_type", None) or getattr(event, "event_type", "custom"),
-        profile,
-        session,
+        outcome.profile.integration_id if outcome.profile else None,
+        outcome.session.integration_id if outcome.session else None,
     )
+
+
+def evaluate(app: Rulestream, outcome: Outcome, points: str = "5", discount: str = "2.50") -> None:
+    """Record an evaluation, with one discount, one points effect and a ledger entry, of the command's last event."""
+    cause = cause_of(outcome)
+    profile = cause.profile_id
     effects: list[dict[str, Any]] = [
         {
             "campaignId": 7,
@@ -61,6 +66,26 @@ def evaluate(app: Rulestream, outcome: Outcome, points: str = "5", discount: str
         )
         ledger.append(LedgerEntry(profile, Decimal(points), "addLoyaltyPoints", 8, "points"))
     app.save(Evaluation.record(cause, effects, [], ledger))
+
+
+def delay(app: Rulestream, outcome: Outcome) -> None:
+    """A delayed rule triggered by the command's last event, scheduled, come due and evaluated with a
+    notification, recorded as the policy and the timer record them."""
+    cause = cause_of(outcome)
+    event = outcome.events[-1]
+    due_at = event.timestamp + timedelta(hours=2)
+    scheduled = Delay.schedule(cause.to_record(), 9, 1, due_at, ["talon_session_closed"])
+    app.save(scheduled)
+    scheduled.come_due(due_at + timedelta(seconds=1))
+    position = app.save(scheduled)[-1].notification.id
+    fired = str(Delay.DelayCameDue.talon_type)
+    due = Cause(position, str(scheduled.id), 2, fired, cause.profile_id, cause.session_id)
+    effect = {
+        "campaignId": 9, "rulesetId": 1, "ruleIndex": 0, "ruleName": "reminder",
+        "effectType": "showNotification",
+        "props": {"notificationType": "Offer", "title": "Your cart", "body": "Complete your order"},
+    }  # fmt: skip
+    app.save(Evaluation.record(due, [effect], [], []))
 
 
 DECLARATIONS = (
@@ -117,6 +142,8 @@ def run(app: Rulestream, customers: int = 6) -> dict[str, list[str]]:
         app.track_event("review_posted", {"stars": n % 5 + 1, "product": "a"}, pid, None)
         out = app.track_event("cart_viewed", {"device": "phone"}, None, sid)
         evaluate(app, out, points="-1")
+        if n == 0:
+            delay(app, out)
         app.update_profile(pid, {"tier": "platinum"}, run_rule_engine=n % 2 == 0)
     app.track_event("newsletter_opened", {"campaign": "spring"}, None, None)
     return ids
