@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query
 from api.deps import ApplicationDep, AuditorKey
 from api.wire import talon
 from api.wire.json import FastJSONResponse
-from domain.application import profile_id, session_id
+from domain.application import session_id
 from domain.errors import InvalidInput
 from domain.session import CustomerSession
 from projections.audit import chain
@@ -50,9 +50,10 @@ def profile_history(
     after: After = 0,
     limit: Limit = 100,
 ) -> Any:
-    """Every stored event of the profile in order, with the effects each caused. Paged like session
-    histories."""
-    return FastJSONResponse(AuditLog(app).history(profile_id(integration_id), after, limit).to_json())
+    """Every stored event of the profile in order, with the effects each caused, and among them the delayed
+    rule evaluations its events scheduled (``rulestream_delay_scheduled``, ``rulestream_delay_came_due``, with
+    their ``causationId`` and effects). Paged like session histories, by the profile's versions."""
+    return FastJSONResponse(AuditLog(app).profile_history(integration_id, after, limit).to_json())
 
 
 @router.get("/sessions/{integrationId}/state", summary="A customer session as it was")

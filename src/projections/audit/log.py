@@ -5,6 +5,11 @@ its stream (``version``), what it is (``type``: the Talon.One type, the custom e
 of a bookkeeping event), when it was recorded, its data, the request and API key behind it, its hash, and the
 effects the rule policy derived from it (found by primary key: an evaluation's id is derived from the event it
 answers).
+
+A profile's history also shows the delayed rule evaluations its events (or its sessions' events) scheduled:
+each delay's ``rulestream_delay_scheduled`` and ``rulestream_delay_came_due``, in log order among the
+profile's own events, with ``causationId`` the position of the event that caused it (the trigger, or the
+scheduling) and, for a came-due delay, the effects of the evaluation it caused.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
-from domain.application import Rulestream
+from domain.application import Rulestream, profile_id
+from domain.delays import Delay
 from domain.effects import evaluation_id
 from domain.errors import NotFound
 from projections.audit.schema import names
@@ -121,6 +127,62 @@ class AuditLog:
         return Page(
             self.describe(page, with_effects=True), len(rows) > limit, page[-1].version if page else None
         )
+
+    def profile_history(self, integration_id: str, after: int = 0, limit: int = 100) -> Page:
+        """A profile's events after version ``after``, with the delays scheduled for it in between.
+
+        Paged by the profile's versions like any history; a page shows the delays recorded after the event
+        at version ``after`` and up to its own last event (or up to now, on the last page).
+        """
+        stream = profile_id(integration_id)
+        limit = max(1, min(limit, MAX_LIMIT))
+        rows = self.stream_rows(stream, after, limit + 1)
+        page, has_more = rows[:limit], len(rows) > limit
+        since = self._position_of(stream, after)
+        delays = self.delay_rows(integration_id, since, page[-1].position if has_more else None)
+        if not rows and not delays and after == 0:
+            raise NotFound(f"no stream {stream}")
+        merged = sorted([*page, *delays], key=lambda r: r.position)
+        entries = self.describe(merged, with_effects=True)
+        self._name_causes(entries, delays)
+        return Page(entries, has_more, page[-1].version if page else None)
+
+    def delay_rows(self, integration_id: str, after: int, upto: int | None) -> list[Row]:
+        """Every event of the delays scheduled for a profile, at log positions in (``after``, ``upto``]."""
+        return self.query(
+            "SELECT * FROM {events} WHERE originator_id IN (SELECT originator_id FROM {events} "
+            "  WHERE topic = {delay_topic} AND {delay_profile_fn}(state) = %s"
+            ") AND notification_id > %s AND notification_id <= %s ORDER BY notification_id",
+            (integration_id, after, upto if upto is not None else 2**63 - 1),
+        )
+
+    def _position_of(self, stream_id: UUID, version: int) -> int:
+        if version <= 0:
+            return 0
+        rows = self.query(
+            "SELECT * FROM {events} WHERE originator_id = %s AND originator_version <= %s "
+            "ORDER BY originator_version DESC LIMIT 1",
+            (stream_id, version),
+        )
+        return rows[0].position if rows else 0
+
+    def _name_causes(self, entries: list[dict[str, Any]], delays: Sequence[Row]) -> None:
+        """The policy and the timer record no ``causationId``: a delay's cause is in its stream and data."""
+        streams = list({r.stream_id for r in delays})
+        scheduled = {
+            r.stream_id: r.position
+            for r in (self.query(
+                "SELECT * FROM {events} WHERE originator_id = ANY(%s) AND originator_version = 1", (streams,)
+            ) if streams else [])
+        }  # fmt: skip
+        for entry in entries:
+            if entry["causationId"] is not None:
+                continue
+            if entry["type"] == Delay.DelayScheduled.talon_type:
+                entry["causationId"] = str(entry["data"]["cause"]["position"])
+            elif entry["type"] == Delay.DelayCameDue.talon_type:
+                position = scheduled.get(UUID(entry["streamId"]))
+                entry["causationId"] = str(position) if position is not None else None
 
     def feed(self, after: int = 0, limit: int = 100) -> Page:
         """Every stream's events after position ``after``, in log order."""

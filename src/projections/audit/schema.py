@@ -26,9 +26,11 @@ import logging
 from typing import Any
 
 import psycopg
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
 from domain.application import Rulestream
+from domain.delays import Delay
 
 log = logging.getLogger("rulestream.audit")
 
@@ -67,6 +69,10 @@ def names(app: Rulestream) -> dict[str, sql.Composable]:
         "schema_name": sql.Literal(schema),
         "version": sql.Literal(VERSION),
         "genesis": sql.Literal(GENESIS),
+        "delay_topic": sql.Literal(get_topic(Delay.DelayScheduled)),
+        "delay_profile_fn": qualified(f"{table}_delay_profile"),
+        "delay_profile_index": sql.Identifier(f"{table}_delay_profile"),
+        "delay_profile_index_name": sql.Literal(f'"{schema}"."{table}_delay_profile"'),
     }
 
 
@@ -125,6 +131,17 @@ CREATE TRIGGER {append_only_trigger} BEFORE UPDATE OR DELETE OR TRUNCATE ON {eve
     FOR EACH STATEMENT EXECUTE FUNCTION {refuse_fn}();
 COMMENT ON FUNCTION {chain_fn}() IS {version};
 """
+
+DELAYS_BY_PROFILE = """
+CREATE OR REPLACE FUNCTION {delay_profile_fn}(state bytea) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$ SELECT convert_from(state, 'UTF8')::jsonb #>> '{{cause,profileId}}' $fn$;
+CREATE INDEX IF NOT EXISTS {delay_profile_index} ON {events} ({delay_profile_fn}(state), notification_id)
+    WHERE topic = {delay_topic};
+"""
+"""The delays a profile's events scheduled, for its history: a delay's stream is named after its trigger and
+rule, not its profile, so the profile is found in the stored ``cause`` (plain JSON: never sealed).
+``convert_from`` is only stable in general; the log is UTF-8 JSON whatever the server's settings, which makes
+this use immutable."""
 
 CREATE_ROLE = """
 DO $do$ BEGIN
@@ -189,6 +206,10 @@ def install(app: Rulestream) -> bool:
         if (row["v"] if row else None) != VERSION:
             _install_log_guards(cursor, n)
             log.info("installed the audit schema (%s)", VERSION)
+        _run(cursor, "SELECT to_regclass({delay_profile_index_name}) AS found", n)
+        row = cursor.fetchone()
+        if not (row and row["found"]):  # left alone when it exists: CREATE IF NOT EXISTS would lock the log
+            _run(cursor, DELAYS_BY_PROFILE, n)
         return _prepare_writer(cursor, n)
 
 

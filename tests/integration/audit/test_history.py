@@ -4,13 +4,19 @@ moment."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from domain.application import Rulestream, profile_id, session_id
 from domain.base import recording
+from domain.clock import FakeClock
 from domain.effects import Cause, Evaluation
+from domain.rulebook import RuleBook
 from projections.audit.asof import INTERVAL, history_of
 from projections.audit.log import AuditLog
+from projections.follower import FollowerRunner
+from projections.policy import RulePolicy
+from projections.timers import Timers
 from tests.builders import cart_item, session_changes
 
 
@@ -112,3 +118,47 @@ def test_a_long_stream_is_rebuilt_from_a_snapshot_with_few_events(app: Rulestrea
     assert again.snapshot_version == 2 * INTERVAL and again.replayed == 5
     full = app.repository.get(stream, version=wanted)
     assert vars(again.aggregate) == vars(full) == vars(first.aggregate)
+
+
+def test_a_profile_history_shows_the_delays_its_sessions_scheduled_with_their_causes_and_effects(
+    app: Rulestream,
+) -> None:
+    name = f"add_to_cart_{uuid.uuid4().hex[:6]}"
+    app.create_attribute("Event", "sku", "string", event_type=name)
+    RuleBook(app).create(
+        {"name": "reminder", "trigger": [name], "delay": {"after": "PT2H"},
+         "effects": [{"effectType": "showNotification",
+                      "props": {"notificationType": "Offer", "title": "Your cart", "body": "Come back"}}]},
+        "test",
+    )  # fmt: skip
+    clock = FakeClock(datetime.now(UTC))
+    sid, pid = new_id("s"), new_id("p")
+    app.update_session(sid, session_changes(cart_item("a", 20, 1), profile=pid), "open")
+    trigger = app.track_event(name, {"sku": "a"}, pid, sid).positions[-1]
+    FollowerRunner(app, RulePolicy(app)).run_until_caught_up()
+    timer = Timers(app, clock, alarm=False)
+    FollowerRunner(app, timer).run_until_caught_up()
+    clock.advance(timedelta(hours=2, seconds=1))
+    timer.fire_due()
+    FollowerRunner(app, RulePolicy(app)).run_until_caught_up()
+    app.update_profile(pid, {}, run_rule_engine=False)
+
+    entries = AuditLog(app).profile_history(pid).entries
+    kinds = [e["type"] for e in entries]
+    assert kinds[-3:-1] == ["rulestream_delay_scheduled", "rulestream_delay_came_due"]
+    assert entries[-1]["streamId"] == str(profile_id(pid))
+    assert [e["position"] for e in entries] == sorted(e["position"] for e in entries)
+    scheduled, fired = entries[-3:-1]
+    assert scheduled["causationId"] == str(trigger) and scheduled["data"]["cause"]["sessionId"] == sid
+    assert fired["causationId"] == str(scheduled["position"]) and fired["streamId"] == scheduled["streamId"]
+    assert fired["evaluated"] and [e["effectType"] for e in fired["effects"]] == ["showNotification"]
+
+    paged: list[str] = []
+    after = 0
+    while True:
+        page = AuditLog(app).profile_history(pid, after, 1)
+        paged += [e["type"] for e in page.entries]
+        if not page.has_more:
+            break
+        after = page.next_after or 0
+    assert paged == kinds
