@@ -119,3 +119,25 @@ def test_a_bad_cart_item_is_refused_with_a_pointer(integration: talon_one.Integr
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["source"]["pointer"] == "/customerSession/cartItems/0/quantity"
+
+
+def test_parallel_updates_of_one_session_all_succeed(server) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.conftest import INTEGRATION_KEY
+
+    sid = new_id("s")
+    url = f"{server.url}/v2/customer_sessions/{sid}"
+    headers = {"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}
+
+    def put(n: int) -> int:
+        body = {"customerSession": {"cartItems": [{"sku": f"k{n}", "price": 1, "quantity": 1}]}}
+        return httpx.put(url, json=body, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(put, range(20)))
+    assert statuses == [200] * 20
+    session = httpx.get(url, headers=headers).json()["customerSession"]
+    assert session["updateCount"] == 20
