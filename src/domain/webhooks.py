@@ -5,13 +5,16 @@ A webhook has an integer id (from one registry, like rules), a URL, an optional 
 secret its deliveries are signed with (HMAC-SHA256). Removing one, and asking for a delivery to be retried, are
 events too, so the audit history shows who did it. Delivering is ``projections.deliveries``'s job.
 
-The secret is kept in the log: the deliverer must read it to sign. Whoever can read the log can read it.
+The secret is not in the log: whoever may read the log (auditors) must not be able to sign as us. The event
+names it by ``secret_id``; a ``SecretStore`` keeps the secret itself, and removing the webhook destroys it.
+Events recorded before (version 1, secret in clear) are upcast on read to the id their secret was moved under.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import event
@@ -27,16 +30,38 @@ def webhook_aggregate_id(webhook_id: int) -> uuid.UUID:
     return natural_id("webhook", str(webhook_id))
 
 
+def legacy_secret_id(webhook_id: int) -> str:
+    """The id under which the secret of a webhook registered with its secret in the log is kept."""
+    return f"legacy:{webhook_id}"
+
+
+class SecretStore(Protocol):
+    """Where webhook secrets live, outside the log."""
+
+    def keep(self, secret_id: str, secret: str) -> None: ...
+
+    def destroy(self, secret_id: str) -> None: ...
+
+
 class Webhook(Stream):
     """One receiver of effects."""
 
     class WebhookRegistered(Stream.Created):
+        class_version = 2
+
         webhook_id: int
         url: str
         effect_types: list[str] | None
-        secret: str
+        secret_id: str
+        """The key of the secret in the ``SecretStore`` (the secret itself is never in the log)."""
         name: str | None
         author: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 held the secret in clear; ``projections.webhook_secrets`` moved it to this id.
+            state["secret_id"] = legacy_secret_id(state["webhook_id"])
+            state.pop("secret", None)
 
     class WebhookRemoved(Stream.Event):
         author: str
@@ -53,14 +78,14 @@ class Webhook(Stream):
         webhook_id: int,
         url: str,
         effect_types: list[str] | None,
-        secret: str,
+        secret_id: str,
         name: str | None,
         author: str,
     ) -> None:
         self.webhook_id = webhook_id
         self.url = url
         self.effect_types = effect_types
-        self.secret = secret
+        self.secret_id = secret_id
         self.name = name
         self.author = author
         self.removed = False
@@ -71,7 +96,7 @@ class Webhook(Stream):
         webhook_id: int,
         url: str,
         effect_types: Sequence[str] | None,
-        secret: str,
+        secret_id: str,
         name: str | None,
         author: str,
     ) -> Webhook:
@@ -81,7 +106,7 @@ class Webhook(Stream):
             webhook_id=webhook_id,
             url=url,
             effect_types=sorted(set(effect_types)) if effect_types else None,
-            secret=secret,
+            secret_id=secret_id,
             name=name,
             author=author,
         )
@@ -123,32 +148,52 @@ class WebhookRegistry(Stream):
 
 
 class WebhookBook:
-    """The webhook commands and queries of the application."""
+    """The webhook commands and queries of the application; ``secrets`` is needed to register and remove."""
 
-    def __init__(self, app: Rulestream) -> None:
+    def __init__(self, app: Rulestream, secrets: SecretStore | None = None) -> None:
         self.app = app
+        self.secrets = secrets
 
     def register(
         self, url: str, effect_types: Sequence[str] | None, secret: str, name: str | None, author: str
     ) -> Webhook:
+        """Keep the secret, then record the webhook naming it; a registration that fails destroys it again
+        (what a crash in between leaves is a secret no event names: never used, never shown)."""
         if name is not None and name in {w.name for w in self.all()}:
             raise InvalidInput.at("/name", f"a webhook named '{name}' exists already")
+        secrets = self._secrets()
+        secret_id = str(uuid.uuid4())
+        secrets.keep(secret_id, secret)
 
         def attempt() -> Webhook:
             registry = self._registry() or WebhookRegistry()
-            webhook = Webhook.register(registry.allocate(), url, effect_types, secret, name, author)
+            webhook = Webhook.register(registry.allocate(), url, effect_types, secret_id, name, author)
             self.app.save(registry, webhook)
             return webhook
 
-        return self.app._retrying(attempt)  # noqa: SLF001 - the application's own retry policy
+        try:
+            return self.app._retrying(attempt)  # noqa: SLF001 - the application's own retry policy
+        except BaseException:
+            secrets.destroy(secret_id)
+            raise
 
     def remove(self, webhook_id: int, author: str) -> None:
-        def attempt() -> None:
+        """Record the removal and destroy the secret (the deliverer does too, should this stop in between)."""
+        secrets = self._secrets()
+
+        def attempt() -> Webhook:
             webhook = self.get(webhook_id)
             webhook.remove(author)
             self.app.save(webhook)
+            return webhook
 
-        self.app._retrying(attempt)  # noqa: SLF001
+        removed = self.app._retrying(attempt)  # noqa: SLF001
+        secrets.destroy(removed.secret_id)
+
+    def _secrets(self) -> SecretStore:
+        if self.secrets is None:
+            raise TypeError("registering or removing a webhook needs a SecretStore")
+        return self.secrets
 
     def retry(self, webhook_id: int, delivery_id: int, author: str) -> None:
         def attempt() -> None:

@@ -6,7 +6,8 @@
 - **how**: the follower writes one ``webhook_deliveries`` row per (webhook, effect), with its checkpoint, in one
   transaction (nothing is lost or queued twice); a sender thread POSTs them. Each POST carries the JSON body,
   ``Rulestream-Timestamp`` (Unix seconds) and ``Rulestream-Signature: sha256=<hex>``, the HMAC-SHA256 with the
-  webhook's secret over ``<timestamp>.<body>``.
+  webhook's secret over ``<timestamp>.<body>``. The secret is read from ``webhook_secrets`` at sending time
+  (``projections.webhook_secrets``; the log names it only by id); a removal deletes it.
 - **at least once, in order per profile**: a delivery is tried until the receiver answers 2xx; only the oldest
   pending delivery of each (webhook, profile) is sent, so a profile's effects arrive in log order. Failures are
   retried with exponential backoff (``BACKOFF_BASE`` doubling up to ``BACKOFF_CAP``); after ``MAX_ATTEMPTS`` the
@@ -40,6 +41,8 @@ from domain.clock import Clock, SystemClock
 from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
 from projections.follower import Follower, Recorded
+from projections.webhook_secrets import TABLE as SECRETS
+from projections.webhook_secrets import create_table as create_secrets_table
 
 log = logging.getLogger("rulestream.deliveries")
 
@@ -49,8 +52,12 @@ TIMESTAMP_HEADER = "Rulestream-Timestamp"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_targets (
-    webhook_id int PRIMARY KEY, stream uuid NOT NULL, url text NOT NULL, name text, effect_types text[], secret text NOT NULL,
-    removed boolean NOT NULL DEFAULT false);
+    webhook_id int PRIMARY KEY, stream uuid NOT NULL, url text NOT NULL, name text, effect_types text[],
+    secret_id text, removed boolean NOT NULL DEFAULT false);
+-- Tables made before secrets left the log held them here in clear: their secrets are in webhook_secrets now.
+ALTER TABLE webhook_targets ADD COLUMN IF NOT EXISTS secret_id text;
+UPDATE webhook_targets SET secret_id = 'legacy:' || webhook_id WHERE secret_id IS NULL;
+ALTER TABLE webhook_targets DROP COLUMN IF EXISTS secret;
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     delivery_id bigserial PRIMARY KEY, webhook_id int NOT NULL, position bigint NOT NULL, effect_index int NOT NULL,
     order_key text NOT NULL, effect jsonb NOT NULL, cause jsonb NOT NULL, recorded_at timestamptz NOT NULL,
@@ -128,6 +135,7 @@ class Deliveries(Follower):
     # -- Follower: queue what each receiver gets ------------------------------------------------------
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        create_secrets_table(cursor, self.app)  # first: old targets' secrets are copied from the log
         cursor.execute(SCHEMA)
 
     def start(self, cursor: psycopg.Cursor[DictRow]) -> None:
@@ -168,20 +176,24 @@ class Deliveries(Follower):
     ) -> None:
         if isinstance(event, Webhook.WebhookRegistered):
             target = {"webhook_id": event.webhook_id, "stream": event.originator_id, "url": event.url,
-                      "name": event.name, "effect_types": event.effect_types, "secret": event.secret}  # fmt: skip
+                      "name": event.name, "effect_types": event.effect_types,
+                      "secret_id": event.secret_id}  # fmt: skip
             cursor.execute(
-                "INSERT INTO webhook_targets (webhook_id, stream, url, name, effect_types, secret) VALUES "
-                "(%(webhook_id)s, %(stream)s, %(url)s, %(name)s, %(effect_types)s, %(secret)s) ON CONFLICT DO NOTHING",
+                "INSERT INTO webhook_targets (webhook_id, stream, url, name, effect_types, secret_id) VALUES "
+                "(%(webhook_id)s, %(stream)s, %(url)s, %(name)s, %(effect_types)s, %(secret_id)s) "
+                "ON CONFLICT DO NOTHING",
                 target,
             )
             targets[event.webhook_id] = target
         elif isinstance(event, Webhook.WebhookRemoved):
             cursor.execute(
-                "UPDATE webhook_targets SET removed = true WHERE stream = %s RETURNING webhook_id",
+                "UPDATE webhook_targets SET removed = true WHERE stream = %s RETURNING webhook_id, secret_id",
                 (event.originator_id,),
             )
             for row in cursor.fetchall():
                 targets.pop(row["webhook_id"], None)
+                # The API destroyed it already, unless it stopped right after recording the removal.
+                cursor.execute(f"DELETE FROM {SECRETS} WHERE secret_id = %s", (row["secret_id"],))
                 cursor.execute(
                     "UPDATE webhook_deliveries SET status = 'cancelled' WHERE webhook_id = %s AND status = 'pending'",
                     (row["webhook_id"],),
@@ -224,14 +236,18 @@ class Deliveries(Follower):
     def _due(self, now: datetime) -> list[dict[str, Any]]:
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(
-                "SELECT d.*, t.url, t.secret FROM (SELECT DISTINCT ON (webhook_id, order_key) * "
+                "SELECT d.*, t.url, s.secret FROM (SELECT DISTINCT ON (webhook_id, order_key) * "
                 "FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id, order_key, delivery_id) d "
-                "JOIN webhook_targets t USING (webhook_id) WHERE d.next_try_at <= %s ORDER BY d.delivery_id LIMIT %s",
+                f"JOIN webhook_targets t USING (webhook_id) "
+                f"LEFT JOIN {SECRETS} s ON s.secret_id = t.secret_id "
+                "WHERE d.next_try_at <= %s ORDER BY d.delivery_id LIMIT %s",
                 (now, self.ROUND),
             )
             return [dict(row) for row in cursor.fetchall()]
 
     def _post(self, client: httpx.Client, delivery: Mapping[str, Any]) -> Attempt:
+        if delivery["secret"] is None:  # destroyed: the webhook is being removed
+            return Attempt(delivery["delivery_id"], None, "the webhook's secret no longer exists")
         body = _json({
             "deliveryId": delivery["delivery_id"], "webhookId": delivery["webhook_id"],
             "position": delivery["position"], "effectIndex": delivery["effect_index"],

@@ -3,20 +3,26 @@ retried with backoff (a fake clock stands for the waits), dead letters and manua
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from domain.application import Rulestream
 from domain.clock import FakeClock
 from domain.rulebook import RuleBook
-from domain.webhooks import WebhookBook
+from domain.webhooks import Webhook, WebhookBook, legacy_secret_id, webhook_aggregate_id
+from projections.audit.log import AuditLog
 from projections.deliveries import Deliveries, deliveries_of
 from projections.feed import effects_after
 from projections.follower import FollowerRunner
 from projections.policy import RulePolicy
+from projections.webhook_secrets import WebhookSecrets, copy_legacy_secrets
 from tests.receiver import Delivery, Receiver
 
 SECRET = "a-test-secret-of-some-length"
@@ -71,7 +77,7 @@ def visits(app: Rulestream, event_type: str, count: int = 3) -> str:
 def test_receivers_get_the_effects_they_asked_for_signed_and_in_order(
     rulestream: Rulestream, visit: str, receiver: Receiver
 ) -> None:
-    book = WebhookBook(rulestream)
+    book = WebhookBook(rulestream, WebhookSecrets(rulestream))
     notifications = book.register(receiver.url, ["showNotification"], SECRET, None, "test")
     crm_receiver = Receiver.start()
     try:
@@ -104,7 +110,8 @@ def test_a_failing_receiver_gets_each_effect_once_after_retries_in_order(
 ) -> None:
     flaky = Receiver.start(fail_first=3)
     try:
-        webhook = WebhookBook(rulestream).register(flaky.url, ["showNotification"], SECRET, None, "test")
+        book = WebhookBook(rulestream, WebhookSecrets(rulestream))
+        webhook = book.register(flaky.url, ["showNotification"], SECRET, None, "test")
         profile = visits(rulestream, visit)
         clock = FakeClock(datetime.now(UTC))
         deliveries = Deliveries(rulestream, clock, sender=False)
@@ -131,7 +138,7 @@ def test_after_the_last_attempt_a_delivery_is_a_dead_letter_until_retried(
 ) -> None:
     down = Receiver.start(fail_first=1_000)
     try:
-        book = WebhookBook(rulestream)
+        book = WebhookBook(rulestream, WebhookSecrets(rulestream))
         webhook = book.register(down.url, ["showNotification"], SECRET, None, "test")
         visits(rulestream, visit, count=1)
         clock = FakeClock(datetime.now(UTC))
@@ -169,3 +176,61 @@ def test_the_feed_pages_every_effect_in_log_order_with_its_cause(rulestream: Rul
         "showNotification", "setDiscount", "triggerWebhook"]  # fmt: skip
     positions = [(e["position"], e["effectIndex"]) for e in seen]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+def test_neither_the_log_nor_the_audit_history_of_a_webhook_holds_its_secret_and_deliveries_still_verify(
+    rulestream: Rulestream, visit: str, receiver: Receiver
+) -> None:
+    secrets = WebhookSecrets(rulestream)
+    book = WebhookBook(rulestream, secrets)
+    webhook = book.register(receiver.url, ["showNotification"], SECRET, None, "test")
+    profile = visits(rulestream, visit, count=1)
+    deliveries = Deliveries(rulestream, FakeClock(datetime.now(UTC)), sender=False)
+    catch_up(rulestream, deliveries)
+    deliveries.send_due()
+    (delivered,) = receiver.wait_for(1, about(profile))
+    assert delivered.signed_by(SECRET)
+
+    stream = webhook_aggregate_id(webhook.webhook_id)
+    stored = rulestream.recorder.select_events(stream)
+    assert stored and all(SECRET.encode() not in e.state for e in stored)
+    history = AuditLog(rulestream).history(stream).entries
+    assert SECRET not in repr(history)
+    assert history[0]["data"]["secret_id"] == webhook.secret_id
+    assert secrets.secret(webhook.secret_id) == SECRET
+
+
+def test_removing_a_webhook_destroys_its_secret(rulestream: Rulestream, receiver: Receiver) -> None:
+    secrets = WebhookSecrets(rulestream)
+    book = WebhookBook(rulestream, secrets)
+    webhook = book.register(receiver.url, None, SECRET, None, "test")
+    book.remove(webhook.webhook_id, "test")
+    assert secrets.secret(webhook.secret_id) is None
+
+
+def test_a_webhook_registered_with_its_secret_in_the_log_is_shown_without_it_and_still_signs(
+    rulestream: Rulestream, visit: str, receiver: Receiver
+) -> None:
+    """An event of version 1 (before secrets left the log): upcast to the id its secret was copied under."""
+    webhook_id = random.randrange(10**6, 2**31)
+    modern = Webhook.register(webhook_id, receiver.url, ["showNotification"], "unused", None, "test")
+    (event,) = modern.collect_events()
+    stored = rulestream.mapper.to_stored_event(event)
+    state = orjson.loads(stored.state)
+    del state["class_version"], state["secret_id"]
+    state["secret"] = SECRET
+    old = StoredEvent(stored.originator_id, stored.originator_version, stored.topic, orjson.dumps(state))
+    rulestream.recorder.insert_events([old])
+    datastore: Any = rulestream.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        assert copy_legacy_secrets(cursor, rulestream) >= 1  # what creating the table does on an upgrade
+
+    read: Any = rulestream.mapper.to_domain_event(old)
+    assert read.secret_id == legacy_secret_id(webhook_id) and not hasattr(read, "secret")
+    assert SECRET not in repr(AuditLog(rulestream).history(stored.originator_id).entries)
+    profile = visits(rulestream, visit, count=1)
+    deliveries = Deliveries(rulestream, FakeClock(datetime.now(UTC)), sender=False)
+    catch_up(rulestream, deliveries)
+    deliveries.send_due()
+    (delivered,) = receiver.wait_for(1, about(profile))
+    assert delivered.signed_by(SECRET) and delivered.body["webhookId"] == webhook_id

@@ -19,6 +19,7 @@ from domain.errors import NotFound
 from domain.webhooks import Webhook, WebhookBook
 from projections.deliveries import deliveries_of
 from projections.feed import effects_after
+from projections.webhook_secrets import WebhookSecrets
 
 router = APIRouter(tags=["Webhooks"], default_response_class=FastJSONResponse)
 
@@ -57,7 +58,7 @@ def register_webhook(
 ) -> Any:
     """Register a receiver of effects recorded from now on. The secret is never shown again."""
     with recording(correlationId=correlation_id, keyName=key.name):
-        webhook = WebhookBook(app).register(
+        webhook = WebhookBook(app, WebhookSecrets(app)).register(
             str(body.url), body.effect_types, body.secret, body.name, key.name
         )
     return FastJSONResponse(webhook_json(webhook), status_code=201)
@@ -73,9 +74,9 @@ def list_webhooks(app: ApplicationDep, _: ManagementKey) -> Any:
 def remove_webhook(
     webhook_id: WebhookId, app: ApplicationDep, key: ManagementKey, correlation_id: CorrelationId
 ) -> Response:
-    """Stop delivering to the webhook; its pending deliveries are cancelled."""
+    """Stop delivering to the webhook; its pending deliveries are cancelled and its secret is destroyed."""
     with recording(correlationId=correlation_id, keyName=key.name):
-        WebhookBook(app).remove(webhook_id, key.name)
+        WebhookBook(app, WebhookSecrets(app)).remove(webhook_id, key.name)
     return Response(status_code=204)
 
 
