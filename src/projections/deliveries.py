@@ -40,6 +40,7 @@ from domain.application import Rulestream
 from domain.clock import Clock, SystemClock
 from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
+from projections.connections import shared
 from projections.follower import Follower, Recorded
 from projections.webhook_secrets import TABLE as SECRETS
 from projections.webhook_secrets import create_table as create_secrets_table
@@ -305,16 +306,18 @@ class Deliveries(Follower):
                 self.stopping.wait(1.0)
 
     def _send(self) -> None:
-        params = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
-        with psycopg.connect(**params, autocommit=True, connect_timeout=10) as listen:
-            listen.execute(f'LISTEN "{CHANNEL}"')
-            while not self.stopping.is_set():
-                self.send_due()
-                due = self.next_try()
-                sleep = self.MAX_SLEEP if due is None else min(self.MAX_SLEEP, self.clock.seconds_until(due))
-                if sleep > 0:
-                    for _ in listen.notifies(timeout=sleep, stop_after=1):
-                        pass
+        # Woken by the process's one listening connection (``projections.connections``), not one of its own.
+        with shared(self.datastore) as (_, notifier):
+            wake = notifier.subscribe(CHANNEL)
+            try:
+                while not self.stopping.is_set():
+                    self.send_due()
+                    due = self.next_try()
+                    sleep = self.MAX_SLEEP if due is None else self.clock.seconds_until(due)
+                    if sleep > 0:
+                        wake.wait(min(sleep, self.MAX_SLEEP))
+            finally:
+                wake.close()
 
 
 # -- reading deliveries (the API) -----------------------------------------------------------------------

@@ -3,14 +3,16 @@
 A follower (a read model, the rule policy, ...) implements ``Follower``; ``FollowerRunner`` feeds it:
 
 - **election**: a session-level PostgreSQL advisory lock keyed by the follower's name; a second runner of the same
-  name waits for it and takes over when the first one's connection dies;
+  name waits for it and takes over when the first one stops or its connection dies. The locks of all followers
+  of a process are held on one shared connection (``projections.connections``);
 - **order**: events are read by notification id after the checkpoint; the event store's writers serialise on a
   table lock, so ids commit in order and nothing committed late is skipped;
 - **exactly once**: each batch locks the follower's tracking row, reads the events after the checkpoint stored
   there, applies them and moves the checkpoint, all in one transaction. Two runners that both think they lead
   (or a rebuild that switches a read model over, see ``projections.rebuild``) therefore serialise on that row,
   and a runner whose checkpoint was moved under it starts again from the stored one instead of applying twice;
-- **wake-up**: ``LISTEN`` on the events channel, with a polling timeout so a lost ``NOTIFY`` never stalls it.
+- **wake-up**: ``LISTEN`` on the events channel (one listening connection per process wakes every follower),
+  with a polling timeout so a lost ``NOTIFY`` never stalls it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from domain.application import Rulestream
+from projections.connections import ElectionLost, Elections, Lease, shared
 
 log = logging.getLogger("rulestream.followers")
 
@@ -122,6 +125,9 @@ class FollowerRunner:
         while not self.stopping.is_set():
             try:
                 self._run()
+            except ElectionLost as lost:
+                log.warning("follower %s: %s; standing again", self.follower.name, lost)
+                self.elected.clear()
             except Exception as error:  # noqa: BLE001 - a follower must survive outages; it logs and retries
                 self.error = error
                 log.exception("follower %s failed; restarting in 1 s", self.follower.name)
@@ -131,38 +137,39 @@ class FollowerRunner:
                     log.warning("follower %s: could not record its failure", self.follower.name)
                 self.stopping.wait(1.0)
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        """A connection of its own (not from the pool): it holds the election lock or listens, for a long time."""
-        params = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
-        return psycopg.connect(**params, autocommit=True, connect_timeout=10)
-
     def _run(self) -> None:
-        with self._connect() as lock_conn, self._connect() as listen_conn:
-            self._elect(lock_conn)
-            if self.stopping.is_set():
+        with shared(self.datastore) as (elections, notifier):
+            lease = self._elect(elections)
+            if lease is None:
                 return
-            listen_conn.execute(f'LISTEN "{self.channel}"')
-            with self.datastore.get_connection() as conn:
-                with conn.transaction(), conn.cursor() as cursor:
-                    self._setup(cursor)
-                    self.follower.setup(cursor)
-                    self.checkpoint = self._read_checkpoint(cursor)
-                    self.follower.start(cursor)
-            self.elected.set()
-            self.error = None
-            while not self.stopping.is_set():
-                if not self.step():
-                    self.observe()
-                    for _ in listen_conn.notifies(timeout=self.poll_seconds, stop_after=1):
-                        pass
+            wake = notifier.subscribe(self.channel)
+            try:
+                with self.datastore.get_connection() as conn:
+                    with conn.transaction(), conn.cursor() as cursor:
+                        self._setup(cursor)
+                        self.follower.setup(cursor)
+                        self.checkpoint = self._read_checkpoint(cursor)
+                        self.follower.start(cursor)
+                self.elected.set()
+                self.error = None
+                while not self.stopping.is_set():
+                    if not self.step():
+                        lease.check()
+                        self.observe()
+                        wake.wait(self.poll_seconds)
+            finally:
+                wake.close()
+                lease.release()
 
-    def _elect(self, lock_conn: psycopg.Connection[Any]) -> None:
-        key = lock_key(f"rulestream-follower:{self.follower.name}")
+    def _elect(self, elections: Elections) -> Lease | None:
+        """Wait until this runner holds its follower's election lock (``None``: stopped first)."""
+        key = (FOLLOWER_LOCK, lock_key(f"rulestream-follower:{self.follower.name}"))
         while not self.stopping.is_set():
-            row = lock_conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (FOLLOWER_LOCK, key)).fetchone()
-            if row and row[0]:
-                return
+            lease = elections.try_acquire(key)
+            if lease is not None:
+                return lease
             self.stopping.wait(self.poll_seconds)
+        return None
 
     def step(self) -> int:
         """Apply the next batch, if any; answer how many events it held."""

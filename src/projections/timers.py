@@ -31,6 +31,7 @@ from psycopg.rows import DictRow
 from domain.application import Rulestream
 from domain.clock import Clock, SystemClock
 from domain.delays import Delay
+from projections.connections import shared
 from projections.follower import Follower, Recorded
 
 log = logging.getLogger("rulestream.timers")
@@ -145,13 +146,15 @@ class Timers(Follower):
                 self.stopping.wait(1.0)
 
     def _ring(self) -> None:
-        params = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
-        with psycopg.connect(**params, autocommit=True, connect_timeout=10) as listen:
-            listen.execute(f'LISTEN "{CHANNEL}"')
-            while not self.stopping.is_set():
-                self.fire_due()
-                due = self.next_due()
-                sleep = MAX_SLEEP if due is None else min(MAX_SLEEP, self.clock.seconds_until(due))
-                if sleep > 0:
-                    for _ in listen.notifies(timeout=sleep, stop_after=1):
-                        pass
+        # Woken by the process's one listening connection (``projections.connections``), not one of its own.
+        with shared(self.datastore) as (_, notifier):
+            wake = notifier.subscribe(CHANNEL)
+            try:
+                while not self.stopping.is_set():
+                    self.fire_due()
+                    due = self.next_due()
+                    sleep = MAX_SLEEP if due is None else min(MAX_SLEEP, self.clock.seconds_until(due))
+                    if sleep > 0:
+                        wake.wait(sleep)
+            finally:
+                wake.close()

@@ -18,7 +18,7 @@ from psycopg.rows import DictRow
 
 from api.settings import Settings
 from domain.application import Rulestream
-from projections.follower import Follower, FollowerRunner, Recorded, wait_for
+from projections.follower import FOLLOWER_LOCK, Follower, FollowerRunner, Recorded, lock_key, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +195,74 @@ def test_a_lost_notification_is_made_up_for_by_polling(rulestream: Rulestream) -
         runner.stop()
         thread.join(timeout=10)
     assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
+
+
+def election_holders(app: Rulestream, names: Sequence[str]) -> set[int]:
+    """The server processes (pids) holding the election locks of these followers."""
+    keys = [lock_key(f"rulestream-follower:{name}") & 0xFFFFFFFF for name in names]
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = ANY(%s) "
+            "AND objsubid = 2 AND granted",
+            (FOLLOWER_LOCK, keys),
+        ).fetchall()
+    return {r["pid"] for r in rows}
+
+
+def listeners(app: Rulestream) -> int:
+    """Sessions of this database whose last statement was a LISTEN (the listening connections)."""
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ~ '^(UN)?LISTEN '"
+        ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def test_the_followers_of_a_process_share_one_election_connection_and_one_listener(
+    rulestream: Rulestream,
+) -> None:
+    followers = [Recording(unique("shared")) for _ in range(4)]
+    runners = [FollowerRunner(rulestream, f, poll_seconds=0.05) for f in followers]
+    threads = [r.thread() for r in runners]
+    try:
+        wait_for(lambda: all(r.elected.is_set() for r in runners), timeout=30)
+        assert len(election_holders(rulestream, [f.name for f in followers])) == 1
+        wait_for(lambda: listeners(rulestream) == 1, timeout=30)
+        assert listeners(rulestream) == 1
+        write_events(rulestream, 3)
+        head = all_positions(rulestream)[-1]
+        wait_for(lambda: all(r.checkpoint == head for r in runners), timeout=30)
+    finally:
+        for r in runners:
+            r.stop()
+        for t in threads:
+            t.join(timeout=10)
+    assert election_holders(rulestream, [f.name for f in followers]) == set()  # released when they stop
+
+
+def test_when_the_election_connection_drops_every_follower_is_elected_again_and_goes_on(
+    rulestream: Rulestream,
+) -> None:
+    followers = [Recording(unique("dropped")) for _ in range(2)]
+    runners = [FollowerRunner(rulestream, f, poll_seconds=0.05) for f in followers]
+    threads = [r.thread() for r in runners]
+    names = [f.name for f in followers]
+    try:
+        wait_for(lambda: all(r.elected.is_set() for r in runners), timeout=30)
+        (holder,) = election_holders(rulestream, names)
+        with rulestream.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            conn.execute("SELECT pg_terminate_backend(%s)", (holder,))
+        wait_for(lambda: len(election_holders(rulestream, names)) == 1, timeout=30)
+        wait_for(lambda: election_holders(rulestream, names) != {holder}, timeout=30)
+        write_events(rulestream, 5)
+        head = all_positions(rulestream)[-1]
+        wait_for(lambda: all(r.checkpoint == head for r in runners), timeout=30)
+        wait_for(lambda: len(election_holders(rulestream, names)) == 1, timeout=30)
+    finally:
+        for r in runners:
+            r.stop()
+        for t in threads:
+            t.join(timeout=10)
+    for follower in followers:
+        assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
