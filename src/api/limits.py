@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.wire.json import dumps
+
+MAX_INT = 2**63 - 1
+"""The largest integer a query or path parameter may be: PostgreSQL's ``bigint`` (larger ones are a 400)."""
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 """Talon.One's largest legal request (1,000 cart items with attributes) fits with room to spare."""
@@ -56,3 +61,53 @@ class BodyLimitMiddleware:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A JSON ``\\u0000`` escape (not an escaped backslash followed by ``u0000``)."""
+
+
+class NoNulMiddleware:
+    """NUL characters anywhere in a request (path, query, JSON strings) answer 400.
+
+    The log would store them (its states are bytes), but PostgreSQL text and jsonb cannot hold them: every
+    read model and the webhook follower would fail on that event forever. Refused at the edge, nothing is
+    recorded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            await _refuse_nul(send, "the path or query")
+            return
+        messages: list[Message] = []
+        while True:  # bodies are small: BodyLimitMiddleware, outside this one, caps them
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages)
+        if b"\x00" in body or NUL_ESCAPE.search(body):
+            await _refuse_nul(send, "the body")
+            return
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
+async def _refuse_nul(send: Send, where: str) -> None:
+    message = f"NUL characters are not allowed in {where}"
+    problem = {"title": "Invalid input", "details": message, "source": {}}
+    body = dumps({"message": message, "errors": [problem], "StatusCode": 400})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

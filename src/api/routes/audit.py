@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ApplicationDep, AuditorKey
+from api.limits import MAX_INT
 from api.wire import talon
 from api.wire.json import FastJSONResponse
 from domain.application import session_id
@@ -23,7 +24,7 @@ from projections.audit.log import MAX_LIMIT, AuditLog
 
 router = APIRouter(prefix="/v1/audit", tags=["Audit"], default_response_class=FastJSONResponse)
 
-After = Annotated[int, Query(ge=0, description="Only what comes after this (a version, or a feed position).")]
+After = Annotated[int, Query(ge=0, le=MAX_INT, description="Only what comes after this (a version, or a feed position).")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many events.")]
 
 
@@ -64,7 +65,7 @@ def session_state(
     at: Annotated[
         datetime | None, Query(description="A moment (ISO 8601; UTC when no offset is given).")
     ] = None,
-    version: Annotated[int | None, Query(ge=1, description="A version of the session's stream.")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT, description="A version of the session's stream.")] = None,
 ) -> Any:
     """The session exactly as it was at ``at`` or right after its event ``version``, rebuilt from the log.
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ApplicationDep, AuditorKey, CorrelationId, ManagementKey
+from api.limits import MAX_INT
 from api.wire import catalog as wire
 from api.wire.catalog import NewAttributeRequest, SchemaModeRequest
 from api.wire.json import FastJSONResponse
@@ -25,11 +26,11 @@ from domain.errors import InvalidInput, Problem
 router = APIRouter(tags=["Attributes"], default_response_class=FastJSONResponse)
 
 T = TypeVar("T")
-AttributeId = Annotated[int, Path(alias="attributeId", ge=1)]
+AttributeId = Annotated[int, Path(alias="attributeId", ge=1, le=MAX_INT)]
 PageSize = Annotated[
     int, Query(alias="pageSize", ge=1, le=1000, description="The number of items in the response.")
 ]
-Skip = Annotated[int, Query(ge=0, description="The number of items to skip.")]
+Skip = Annotated[int, Query(ge=0, le=MAX_INT, description="The number of items to skip.")]
 Sort = Annotated[
     str | None, Query(description="`id`, `created`, `name` or `title`; prefix with `-` for descending order.")
 ]

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import ApplicationDep, AuditorKey, ManagementKey
+from api.limits import MAX_INT
 from api.wire import readmodels as wire
 from api.wire.json import FastJSONResponse
 from api.wire.talon import APPLICATION_ID
@@ -31,6 +32,7 @@ MinPosition = Annotated[
     Header(
         alias="Rulestream-Min-Position",
         ge=0,
+        le=MAX_INT,
         description="Wait until the read model has applied this position.",
     ),
 ]
@@ -81,7 +83,7 @@ def list_events(
         str | None, Query(alias="attributesQuery", description="JSON object the event's attributes contain")
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Cursor: events after this log position, in log order")
+        int | None, Query(ge=0, le=MAX_INT, description="Cursor: events after this log position, in log order")
     ] = None,
     min_position: MinPosition = None,
 ) -> Any:
@@ -208,7 +210,7 @@ def get_ledger(
     app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
     customer_id: Annotated[str, Path(alias="customerId", description="The profile's integration id")],
     page_size: PageSize = 1000,
-    after: Annotated[int | None, Query(ge=0, description="Cursor: entries after this position")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Cursor: entries after this position")] = None,
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """Every points entry of the profile in log order, with the balance the entries add up to."""

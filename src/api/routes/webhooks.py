@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from api.deps import ApplicationDep, AuditorKey, CorrelationId, ManagementKey
+from api.limits import MAX_INT
 from api.wire.json import FastJSONResponse
 from domain.base import recording
 from domain.errors import NotFound
@@ -112,7 +113,7 @@ def retry_delivery(
 @router.get("/v1/effects/feed", summary="Every recorded effect, in log order")
 def effects_feed(
     app: ApplicationDep, _: AuditorKey,
-    after: Annotated[int, Query(ge=0, description="a log position: the page's `after`")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT, description="a log position: the page's `after`")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:  # fmt: skip
     """Effects recorded after log position ``after``, oldest first, each with the event that caused it. Continue
