@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("-n", "--examples", type=int, default=300, help="examples per operation")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--phases", default="examples,coverage,fuzzing,stateful")
-    parser.add_argument("--workers", type=int, default=1, help="over 1 trips a thread-safety bug of schemathesis")
+    parser.add_argument("--workers", type=int, default=1, help="over 1: schemathesis threads crash")
     parser.add_argument("--strict", action="store_true", help="also check responses against the schema")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT), str(ROOT / "src")]

@@ -8,8 +8,9 @@ from api import errors
 from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
-from api.limits import BodyLimitMiddleware
+from api.limits import BodyLimitMiddleware, NoNulMiddleware
 from api.loyalty import LoyaltyReader
+from api.outage import OutageGuard
 from api.routes import (
     audit,
     catalog,
@@ -49,6 +50,8 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     app.state.loyalty = LoyaltyReader(rulestream)
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
+    app.add_middleware(OutageGuard, conninfo=settings.conninfo)  # 503 soon while the database is away
+    app.add_middleware(NoNulMiddleware)  # PostgreSQL text cannot hold NUL: refused before anything
     app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body that is too large
     app.include_router(system.router)
     for module in (

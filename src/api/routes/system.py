@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ApplicationDep
+from api.deps import ApplicationDep, SettingsDep
+from api.outage import database_reachable
 from api.wire.json import FastJSONResponse
 
 router = APIRouter(tags=["System"], default_response_class=FastJSONResponse)
@@ -19,8 +20,12 @@ def health() -> Any:
 
 
 @router.get("/ready", summary="The database is reachable and the schema current")
-def ready(app: ApplicationDep, request: Request) -> Any:
+def ready(app: ApplicationDep, settings: SettingsDep, request: Request) -> Any:
+    """503 as soon as the database cannot be reached: probed on a connection of its own with a short timeout,
+    since the pool (and the library's retries) would wait out an outage instead of reporting it."""
     try:
+        if not database_reachable(settings.conninfo):
+            raise ConnectionError("the database cannot be reached")
         position = app.recorder.max_notification_id()
     except Exception as error:  # noqa: BLE001 - any failure means not ready, and says why
         return FastJSONResponse({"status": "unavailable", "reason": str(error)[:200]}, status_code=503)
