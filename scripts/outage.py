@@ -54,14 +54,17 @@ class Observations:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def ensure_cluster(version: str, cluster: str, port: int) -> None:
+def ensure_cluster(version: str, cluster: str, port: int) -> bool:
+    """Start the cluster, creating it first if missing; answer whether this created it."""
     listed = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True).stdout
-    if not any(line.split()[:2] == [version, cluster] for line in listed.splitlines()):
+    created = not any(line.split()[:2] == [version, cluster] for line in listed.splitlines())
+    if created:
         subprocess.run(
             ["pg_createcluster", version, cluster, "-p", str(port), "--", "--auth=trust"],
             check=True, capture_output=True,
         )  # fmt: skip
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"], capture_output=True)
+    return created
 
 
 def ctl(version: str, cluster: str, action: str) -> None:
@@ -120,7 +123,7 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=15, help="longest acceptable answer")
     args = parser.parse_args()
 
-    ensure_cluster(args.version, args.cluster, args.port)
+    created = ensure_cluster(args.version, args.cluster, args.port)
     database = fresh_database(args.port)
     log = Path(tempfile.mkdtemp()) / "server.log"
     server = start_server(database, log)
@@ -157,6 +160,8 @@ def main() -> int:
         stop.set()
         server.process.terminate()
         server.process.wait(timeout=30)
+        if created:  # leave the machine as it was (CI starts every cluster it finds)
+            subprocess.run(["pg_dropcluster", "--stop", args.version, args.cluster], check=False)
 
     statuses: dict[str, int] = {}
     for w in seen.writes:
