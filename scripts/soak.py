@@ -1,0 +1,140 @@
+"""Soak: ten minutes at half the measured maximum throughput; memory and latency must stay flat.
+
+    .venv/bin/python scripts/soak.py                      # measure max for 20 s, then 600 s at half of it
+    .venv/bin/python scripts/soak.py --minutes 1 --rate 50   # a short run at a fixed rate (requests/s)
+
+A ``rulestream serve`` on a fresh database. Phase 1 drives session writes with many threads as fast as they go
+and takes the throughput as the maximum. Phase 2 paces the same writes at half of it (open-loop: a request is
+due every 1/rate s whatever the answers do) and reports, per minute, throughput, p50/p99 latency and the
+server's resident memory. It fails when the last minute's p99 or memory exceeds the first minute's by more than
+``--tolerance`` (default 50 %), when any request fails, or when the pace could not be kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from tests.conftest import INTEGRATION_KEY, drop_database, fresh_database, start_server  # noqa: E402
+
+HEADERS = {"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}
+local = threading.local()
+
+
+def write(url: str) -> tuple[float, int]:
+    client = getattr(local, "client", None) or httpx.Client(timeout=30)
+    local.client = client
+    sid = f"soak-{uuid.uuid4().hex[:12]}"
+    body = {"customerSession": {"profileId": f"p-{sid[-2:]}", "state": "closed",
+                                "cartItems": [{"sku": "a", "price": 10, "quantity": 2}]}}  # fmt: skip
+    started = time.perf_counter()
+    try:
+        status = client.put(f"{url}/v2/customer_sessions/{sid}", json=body, headers=HEADERS).status_code
+    except httpx.HTTPError:
+        status = 0
+    return time.perf_counter() - started, status
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+
+
+def measure_max(url: str, seconds: float, threads: int) -> float:
+    done, stop = [0], threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            if write(url)[1] == 200:
+                done[0] += 1
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return done[0] / seconds
+
+
+def soak(url: str, pid: int, rate: float, minutes: float) -> list[dict[str, float]]:
+    minutes_report: list[dict[str, float]] = []
+    interval, end = 1 / rate, time.monotonic() + minutes * 60
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        while time.monotonic() < end:
+            window_end = min(end, time.monotonic() + 60)
+            futures, due, late = [], time.monotonic(), 0
+            while due < window_end:
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                elif now - due > 1:
+                    late += 1
+                futures.append(pool.submit(write, url))
+                due += interval
+            results = [f.result() for f in futures]
+            latencies = [r[0] for r in results]
+            minutes_report.append({
+                "requests": len(results), "failed": sum(1 for r in results if r[1] != 200), "late": late,
+                "p50ms": round(percentile(latencies, 0.5) * 1000, 1),
+                "p99ms": round(percentile(latencies, 0.99) * 1000, 1), "rssMiB": round(rss_mib(pid), 1),
+            })  # fmt: skip
+            print(json.dumps(minutes_report[-1]), flush=True)  # noqa: T201
+    return minutes_report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--rate", type=float, help="requests per second (default: half the measured max)")
+    parser.add_argument("--measure-seconds", type=float, default=20)
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--tolerance", type=float, default=0.5)
+    args = parser.parse_args()
+    database = fresh_database("rulestream_soak")
+    server = start_server(database, Path(tempfile.mkdtemp()) / "server.log")
+    try:
+        maximum = measure_max(server.url, args.measure_seconds, args.threads) if args.rate is None else None
+        rate = args.rate or (maximum or 1) / 2
+        print(json.dumps({"measuredMaxPerSecond": maximum, "ratePerSecond": rate}), flush=True)  # noqa: T201
+        report = soak(server.url, server.process.pid, rate, args.minutes)
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=30)
+        drop_database(database)
+    first, last = report[0], report[-1]
+    problems = []
+    if any(m["failed"] for m in report):
+        problems.append("failed requests")
+    if any(m["late"] for m in report):
+        problems.append("the pace could not be kept")
+    if last["p99ms"] > first["p99ms"] * (1 + args.tolerance):
+        problems.append("p99 latency grew")
+    if last["rssMiB"] > first["rssMiB"] * (1 + args.tolerance):
+        problems.append("memory grew")
+    print(json.dumps({"problems": problems}))  # noqa: T201
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
