@@ -46,13 +46,14 @@ def test_generated_requests_to_every_operation_never_get_a_server_error(own_serv
 
 
 def test_nul_characters_are_refused_before_anything_is_recorded(server: Server) -> None:
-    client = httpx.Client(base_url=server.url, headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"})
-    body = {"customerSession": {"profileId": "nul\u0000profile"}}
-    assert client.put("/v2/customer_sessions/nul-1", json=body).status_code == 400
-    assert client.put("/v2/customer_sessions/nul%00two", json={}).status_code == 400
-    assert client.get("/v2/customer_sessions/nul-1").status_code == 404
-    escaped = {"customerSession": {"profileId": "back\\u0000slash"}}  # a backslash, then "u0000": fine
-    assert client.put("/v2/customer_sessions/nul-3", json=escaped).status_code == 200
+    headers = {"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}
+    with httpx.Client(base_url=server.url, headers=headers) as client:
+        body = {"customerSession": {"profileId": "nul\u0000profile"}}
+        assert client.put("/v2/customer_sessions/nul-1", json=body).status_code == 400
+        assert client.put("/v2/customer_sessions/nul%00two", json={}).status_code == 400
+        assert client.get("/v2/customer_sessions/nul-1").status_code == 404
+        escaped = {"customerSession": {"profileId": "back\\u0000slash"}}  # a backslash, then "u0000": fine
+        assert client.put("/v2/customer_sessions/nul-3", json=escaped).status_code == 200
 
 
 def test_positions_beyond_bigint_are_a_bad_request(server: Server) -> None:
