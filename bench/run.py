@@ -88,6 +88,16 @@ def start(command: list[str], env: dict[str, str], probe: str | None) -> subproc
 
 
 WRK_SCRIPT = Template("""
+-- Each wrk thread draws its own random numbers: with one seed, both threads would send the same profile
+-- at the same moment, and measure write conflicts instead of throughput.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  math.randomseed(id * 7919 + os.time())
+end
 request = function()
   local n = math.random(1, $spread)
   local path = $path

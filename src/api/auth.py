@@ -26,28 +26,45 @@ class KeyCache:
         self._loaded = 0.0
         self._lock = threading.Lock()
 
-    def _refresh(self) -> None:
-        self._by_hash = {k.key_hash: k for k in self._app.keys() if k.active}
-        self._loaded = time.monotonic()
+    def refresh(self) -> None:
+        loaded = self._loaded
+        with self._lock:
+            if self._loaded != loaded:
+                return  # another thread refreshed while this one waited: one query serves them all
+            self._by_hash = {k.key_hash: k for k in self._app.keys() if k.active}
+            self._loaded = time.monotonic()
 
-    def find(self, key: str) -> ApiKey | None:
-        digest = hash_key(key)
+    def _stale(self, digest: str) -> bool:
         age = time.monotonic() - self._loaded
-        if age > REFRESH_SECONDS or (digest not in self._by_hash and age > MISS_REFRESH_SECONDS):
-            with self._lock:
-                self._refresh()
+        return age > REFRESH_SECONDS or (digest not in self._by_hash and age > MISS_REFRESH_SECONDS)
+
+    def stale(self, authorization: str | None) -> bool:
+        """Whether the copy must be refreshed before ``authenticate`` can answer for this header."""
+        secret = _secret(authorization)
+        return secret is not None and self._stale(hash_key(secret))
+
+    def find(self, key: str, *, refresh: bool = True) -> ApiKey | None:
+        digest = hash_key(key)
+        if refresh and self._stale(digest):
+            self.refresh()
         return self._by_hash.get(digest)
 
     def authenticate(self, authorization: str | None, *roles: str) -> ApiKey:
         """The key presented in an ``Authorization`` header, if it is known and has one of ``roles``."""
         if not authorization:
             raise Unauthorized("Missing Authorization header: use 'ApiKey-v1 <key>' or 'ManagementKey-v1 <key>'")
-        scheme, _, secret = authorization.strip().partition(" ")
-        if scheme.lower() not in SCHEMES or not secret.strip():
+        secret = _secret(authorization)
+        if secret is None:
             raise Unauthorized("Malformed Authorization header: use 'ApiKey-v1 <key>' or 'ManagementKey-v1 <key>'")
-        key = self.find(secret.strip())
+        key = self.find(secret)
         if key is None:
             raise Unauthorized("Unknown or revoked API key")
         if key.role not in roles:
             raise Forbidden(f"A key of role '{key.role}' may not do this (needs {' or '.join(roles)})")
         return key
+
+
+def _secret(authorization: str | None) -> str | None:
+    """The key in an ``Authorization`` header of a known scheme, or None."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    return secret.strip() if scheme.lower() in SCHEMES and secret.strip() else None

@@ -1,4 +1,9 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the application service, the caller's key, the settings."""
+"""FastAPI dependencies as ``Annotated`` aliases: the application service, the caller's key, the settings.
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and a thread hop
+per dependency per request cost more than the command itself. None of them blocks (the key cache refreshes from
+the database in a worker thread, when it must).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import KeyCache
 from api.effects import EffectsReader
@@ -15,41 +21,44 @@ from domain.application import Rulestream
 from domain.keys import ApiKey
 
 
-def _application(request: Request) -> Rulestream:
+async def _application(request: Request) -> Rulestream:
     app: Rulestream = request.app.state.rulestream
     return app
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _effects(request: Request) -> EffectsReader:
+async def _effects(request: Request) -> EffectsReader:
     effects: EffectsReader = request.app.state.effects
     return effects
 
 
-def _loyalty(request: Request) -> LoyaltyReader:
+async def _loyalty(request: Request) -> LoyaltyReader:
     loyalty: LoyaltyReader = request.app.state.loyalty
     return loyalty
 
 
-def _keys(request: Request) -> KeyCache:
+async def _keys(request: Request) -> KeyCache:
     keys: KeyCache = request.app.state.keys
     return keys
 
 
 def _role(*roles: str):  # type: ignore[no-untyped-def]
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-        key = _keys(request).authenticate(authorization, *roles)
+    async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+        keys: KeyCache = request.app.state.keys
+        if keys.stale(authorization):
+            await run_in_threadpool(keys.refresh)
+        key = keys.authenticate(authorization, *roles)
         request.state.key_name = key.name
         return key
 
     return check
 
 
-def correlation_id(request: Request, x_correlation_id: Annotated[str | None, Header()] = None) -> str:
+async def correlation_id(request: Request, x_correlation_id: Annotated[str | None, Header()] = None) -> str:
     """The request's correlation id: the client's ``X-Correlation-ID`` if sent, else a new one."""
     cid = (x_correlation_id or "")[:200] or str(uuid.uuid4())
     request.state.correlation_id = cid
