@@ -82,13 +82,18 @@ class ProfileKeys:
         if cached and cached[0] > time.monotonic():
             return cached[1], cached[2]
         with self.datastore.get_connection() as conn, conn.transaction():
-            conn.execute(
-                sql.SQL("INSERT INTO {} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (profile_id) DO NOTHING").format(self.table),
-                (uuid4(), profile, AESGCM.generate_key(bit_length=256)),
-            )
-            select = sql.SQL("SELECT key_id, data_key FROM {} WHERE profile_id = %s").format(self.table)
-            row = conn.execute(select, (profile,)).fetchone()
+            # No flush of its own: the event sealed with this key commits after it, and that commit flushes
+            # the log up to and including this key (one fsync per command, not two).
+            conn.execute("SET LOCAL synchronous_commit = off")
+            row = conn.execute(
+                sql.SQL(
+                    "WITH made AS (INSERT INTO {0} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (profile_id) DO NOTHING RETURNING key_id, data_key) "
+                    "SELECT key_id, data_key FROM made "
+                    "UNION ALL SELECT key_id, data_key FROM {0} WHERE profile_id = %s LIMIT 1"
+                ).format(self.table),
+                (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile),
+            ).fetchone()
         assert row is not None
         key_id, key = row["key_id"], bytes(row["data_key"])
         self._remember(profile, key_id, key)
