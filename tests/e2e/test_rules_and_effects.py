@@ -218,3 +218,33 @@ def test_every_nth_fires_on_exactly_every_nth_match(
         for _ in range(7)
     ]  # fmt: skip
     assert fired == [False, False, True, False, False, True, False]
+
+
+def test_simulation_replays_candidate_rules_over_history_and_records_nothing(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    signup = f"signup_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "plan", "string", event_type=signup)
+    profiles = [new_id("p") for _ in range(3)]
+    for pid, plan in zip(profiles, ("gold", "gold", "basic"), strict=True):
+        integration.track_event_v2(
+            talon_one.IntegrationEventV2Request(profile_id=pid, type=signup, attributes={"plan": plan})
+        )
+    candidate = {"name": "gold bonus", "trigger": [signup],
+                 "condition": {"attr": "event.attributes.plan", "op": "eq", "value": "gold"},
+                 "effects": [{"effectType": "addLoyaltyPoints", "props": {"name": "bonus", "value": 50}}]}  # fmt: skip
+    response = httpx.post(f"{server.url}/v1/rules/simulate", json={"rules": [candidate]}, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    [rule] = report["rules"]
+    assert (rule["firings"], rule["effects"], rule["points"]) == (2, {"addLoyaltyPoints": 2}, 100)
+    assert len(report["sample"]) == 2
+    # Nothing recorded: the candidate is no rule, and nobody got the points.
+    assert all(r["name"] != "gold bonus" for r in httpx.get(f"{server.url}/v1/rules", headers=headers).json()["data"])
+    assert [integration.get_loyalty_balances(1, pid).balance.active_points for pid in profiles] == [0, 0, 0]
+
+    refused = httpx.post(f"{server.url}/v1/rules/simulate",
+                         json={"rules": [{**candidate, "trigger": ["no_such_type"]}]}, headers=headers)  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["source"]["pointer"].startswith("/rules/0/trigger")
