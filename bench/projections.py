@@ -21,6 +21,8 @@ from typing import Any
 # This file's name would shadow the ``projections`` package: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from tests.integration.projections import workload
+
 from api.db import eventsourcing_env
 from api.settings import Settings
 from domain.application import Rulestream
@@ -29,7 +31,6 @@ from projections.follower import FollowerRunner
 from projections.queries import EventFilter
 from projections.rebuild import Rebuild
 from projections.registry import READ_MODELS
-from tests.integration.projections import workload
 
 
 def baseline(app: Rulestream, batch: int = 1000) -> tuple[int, float]:

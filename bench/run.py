@@ -22,10 +22,10 @@ import tempfile
 import threading
 import time
 import uuid
-from string import Template
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import httpx

@@ -86,7 +86,9 @@ class IdempotencyMiddleware:
             if not local.locked():
                 self._locks.pop((request_scope, key), None)
 
-    async def _once(self, scope: Scope, send: Send, request_scope: str, key: str, fingerprint: str, body: bytes) -> None:
+    async def _once(
+        self, scope: Scope, send: Send, request_scope: str, key: str, fingerprint: str, body: bytes
+    ) -> None:
         conn_cm = self.datastore.get_connection()
         conn = await run_in_threadpool(conn_cm.__enter__)
         lock = zlib.crc32(f"{request_scope}:{key}".encode()) - 2**31

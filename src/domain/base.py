@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 NAMESPACE = uuid.UUID("6f1c4a52-3f0e-5b7a-9c0d-5d2b8e7a1c33")
 """Namespace of the uuid5 ids derived from natural keys (session and profile integration ids, ...)."""
 
-_meta: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("rulestream_event_meta", default={})
+_meta: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rulestream_event_meta", default=None)
 
 
 def natural_id(kind: str, key: str) -> uuid.UUID:
@@ -45,7 +45,7 @@ def recording(**meta: Any) -> Iterator[None]:
 
 
 def current_meta() -> dict[str, Any]:
-    return dict(_meta.get())
+    return dict(_meta.get() or {})
 
 
 class Stream(Aggregate):

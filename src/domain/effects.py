@@ -56,7 +56,8 @@ class LedgerEntry:
     profile_id: str
     amount: Decimal
     reason: str
-    """``addLoyaltyPoints``, ``deductLoyaltyPoints``, ``rollbackAddedLoyaltyPoints``, ``rollbackDeductedLoyaltyPoints``."""
+    """The effect type that made the entry: ``addLoyaltyPoints``, ``deductLoyaltyPoints``,
+    ``rollbackAddedLoyaltyPoints`` or ``rollbackDeductedLoyaltyPoints``."""
     rule_id: int | None = None
     name: str = ""
 

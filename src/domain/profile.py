@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from domain.base import Stream
 
-
 ERASED: dict[str, Any] = {"erased": True}
 """What a customer's personal data reads as once they have been forgotten (``CustomerProfile.DataErased``)."""
 

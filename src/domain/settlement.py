@@ -107,7 +107,11 @@ def settle(
     """
     if ledger is not None:  # a copy: the caller's ledger (maybe cached) stays as it was
         ledger = SessionLedger(
-            dict(ledger.discounts), dict(ledger.pending), dict(ledger.credited), ledger.value_at_close, ledger.value_left
+            dict(ledger.discounts),
+            dict(ledger.pending),
+            dict(ledger.credited),
+            ledger.value_at_close,
+            ledger.value_left,
         )
     out, entries = list(effects), []
     if ledger is None or event_type not in SESSION_EVENTS:

@@ -242,7 +242,9 @@ class PolicyState:
                 used[1] += firing.discount
         self._matches.update(decision.matches)
 
-    def keep_session(self, session_id: str, profile_id: str | None, before: SessionLedger, after: SessionLedger) -> None:
+    def keep_session(
+        self, session_id: str, profile_id: str | None, before: SessionLedger, after: SessionLedger
+    ) -> None:
         self.cache.keep_ledger(session_id, after)
         self._sessions[session_id] = (profile_id, after)
         delta = after.pending_points - before.pending_points

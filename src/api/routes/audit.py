@@ -24,7 +24,9 @@ from projections.audit.log import MAX_LIMIT, AuditLog
 
 router = APIRouter(prefix="/v1/audit", tags=["Audit"], default_response_class=FastJSONResponse)
 
-After = Annotated[int, Query(ge=0, le=MAX_INT, description="Only what comes after this (a version, or a feed position).")]
+After = Annotated[
+    int, Query(ge=0, le=MAX_INT, description="Only what comes after this (a version, or a feed position).")
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many events.")]
 
 

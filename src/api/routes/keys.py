@@ -43,7 +43,9 @@ def list_keys(app: ApplicationDep, _: ManagementKey) -> Any:
     return FastJSONResponse({"totalResultSize": len(keys), "data": [key_json(k) for k in keys]})
 
 
-@router.delete("/v1/keys/{name}", status_code=204, response_class=Response, response_model=None, summary="Revoke an API key")
+@router.delete(
+    "/v1/keys/{name}", status_code=204, response_class=Response, response_model=None, summary="Revoke an API key"
+)
 def revoke_key(
     name: Annotated[str, Path(min_length=1, max_length=100)],
     app: ApplicationDep,
