@@ -35,8 +35,12 @@ class EventFilter:
 def _where(f: EventFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
+    # One type as ``=``, not ``= ANY``: only an equality lets the (type, created, position) index give the
+    # page in order (PostgreSQL 15 sorts, or walks ``created`` filtering, for an array).
+    types = list(f.types)
     for clause, value in (
-        ("type = ANY(%s)", list(f.types) or None),
+        ("type = %s", types[0] if len(types) == 1 else None),
+        ("type = ANY(%s)", types if len(types) > 1 else None),
         ("created < %s", f.created_before),
         ("created > %s", f.created_after),
         ("session = %s", f.session),

@@ -183,6 +183,7 @@ def test_the_events_log_pages_by_offset_and_by_cursor_without_gaps_or_repeats(
 
 FILTERS = {
     "type": EventFilter(types=["talon_session_closed", "cart_viewed"]),
+    "one type": EventFilter(types=["talon_session_closed"]),
     "createdBefore": EventFilter(created_before=datetime(2000, 1, 1, tzinfo=UTC)),
     "createdAfter": EventFilter(created_after=datetime(2100, 1, 1, tzinfo=UTC)),
     "session": EventFilter(session="s-x"),
