@@ -85,3 +85,13 @@ def test_every_route_answers_401_403_or_lets_in_by_role(server: Server, keys: di
                 if not ok or status >= 500:
                     wrong.append(f"{method} {path} with {case}: {status}")
     assert wrong == [], "\n".join(wrong)
+
+
+def test_keys_never_appear_in_the_server_log(server: Server, keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for secret in keys.values():  # known, revoked and wrong-role keys, on a route that logs nothing special
+            client.get("/v2/customer_sessions/nope", headers={"Authorization": f"ApiKey-v1 {secret}"})
+        client.get("/v2/customer_sessions/nope", headers={"Authorization": "ApiKey-v1 rs_int_made-up-secret-value"})
+    log = server.log.read_text(errors="replace")
+    leaked = [name for name, secret in keys.items() if secret in log] + (["made-up"] if "made-up-secret" in log else [])
+    assert leaked == []
