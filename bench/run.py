@@ -347,7 +347,7 @@ def main() -> None:
         ("B0", lambda: bench_rules(rows)),
         ("B1", lambda: bench_http(args.seconds, rows, only, args.split)),
         ("B3", lambda: bench_appends(args.seconds, rows)),
-        ("B4", lambda: bench_effect_latency(rows, args.seconds)),
+        ("B4", lambda: [bench_effect_latency(rows, args.seconds, rate) for rate in (100, 1000)]),
         ("P1", lambda: bench_policy(rows)),
     ]
     for name, step in steps:
