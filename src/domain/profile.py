@@ -70,8 +70,7 @@ class CustomerProfile(Stream):
         amount: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.counted_sessions[self.session_id] = self.amount
-            aggregate._recount()
+            aggregate._count(self.session_id, Decimal(self.amount))
 
     class SaleReduced(Stream.Event):
         """Items of a counted session were returned."""
@@ -80,9 +79,9 @@ class CustomerProfile(Stream):
         amount: str
 
         def apply(self, aggregate: Any) -> None:
-            left = Decimal(aggregate.counted_sessions.get(self.session_id, "0")) - Decimal(self.amount)
-            aggregate.counted_sessions[self.session_id] = str(left)
-            aggregate._recount()
+            if self.session_id in aggregate.counted_sessions:
+                left = Decimal(aggregate.counted_sessions[self.session_id]) - Decimal(self.amount)
+                aggregate._count(self.session_id, left)
 
     class SaleUncounted(Stream.Event):
         """A counted session was revoked or reopened: it no longer counts."""
@@ -91,8 +90,7 @@ class CustomerProfile(Stream):
         reason: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.counted_sessions.pop(self.session_id, None)
-            aggregate._recount()
+            aggregate._count(self.session_id, None)
 
     class CustomEventTracked(Stream.Event):
         """A custom event of this customer not bound to a session."""
@@ -148,6 +146,13 @@ class CustomerProfile(Stream):
         if self.erased_at is None or self.erased_at != self.version:
             self.trigger_event(self.DataErased)
 
-    def _recount(self) -> None:
-        self.closed_sessions = len(self.counted_sessions)
-        self.total_sales = sum((Decimal(v) for v in self.counted_sessions.values()), Decimal(0))
+    def _count(self, session_id: str, amount: Decimal | None) -> None:
+        """Set what a session contributes (None: nothing). O(1): a loyal customer has thousands of sessions."""
+        before = self.counted_sessions.pop(session_id, None)
+        if before is not None:
+            self.closed_sessions -= 1
+            self.total_sales -= Decimal(before)
+        if amount is not None:
+            self.counted_sessions[session_id] = str(amount)
+            self.closed_sessions += 1
+            self.total_sales += amount

@@ -120,3 +120,18 @@ def test_custom_events_go_to_the_session_stream_when_named(app: Rulestream) -> N
     assert out.session is None and out.profile is not None
     out = app.track_event("visit", {}, None, None)
     assert len(out.positions) == 1
+
+
+def test_a_profile_with_many_sessions_keeps_exact_sales(app: Rulestream) -> None:
+    for n in range(30):
+        app.update_session(f"m{n}", session_changes(cart_item("a", "3.33", 3), profile="loyal"), "closed")
+    for n in range(0, 30, 3):
+        app.update_session(f"m{n}", {}, "cancelled")
+    for n in range(1, 30, 5):
+        app.return_items(f"m{n}", [ReturnedItem(0, 1)])
+    app.reopen_session("m2")
+    profile = app.get_profile("loyal")
+    assert profile is not None
+    counted = [s for s in (app.get_session(f"m{n}") for n in range(30)) if s.counts_as_sale]
+    assert profile.closed_sessions == len(counted) == 19
+    assert profile.total_sales == sum((s.total for s in counted), Decimal(0))
