@@ -41,11 +41,6 @@ async def _loyalty(request: Request) -> LoyaltyReader:
     return loyalty
 
 
-async def _keys(request: Request) -> KeyCache:
-    keys: KeyCache = request.app.state.keys
-    return keys
-
-
 def _role(*roles: str):  # type: ignore[no-untyped-def]
     async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
         keys: KeyCache = request.app.state.keys
