@@ -48,5 +48,9 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "CREATE_TABLE": "y",
         "PROCESS_RECORDER_TOPIC": "api.store:GroupCommitRecorder",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
+        # Our own bounded caches, read from the application's environment where they are built.
+        "POLICY_CACHE_MAXSIZE": str(settings.policy_cache_size),
+        "POLICY_STATE_CACHE_MAXSIZE": str(settings.policy_state_cache_size),
+        "PROFILE_KEY_CACHE_MAXSIZE": str(settings.key_cache_size),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }

@@ -37,7 +37,14 @@ class Settings(BaseSettings):
     )
     effects_wait_seconds: float = Field(default=2.0, validation_alias="RULESTREAM_EFFECTS_WAIT")
     pool_size: int = Field(default=16, ge=2, validation_alias="RULESTREAM_POOL_SIZE")
-    aggregate_cache_size: int = Field(default=10_000, validation_alias="RULESTREAM_AGGREGATE_CACHE")
+    aggregate_cache_size: int = Field(default=10_000, ge=1, validation_alias="RULESTREAM_AGGREGATE_CACHE")
+    """Aggregates the application keeps in memory (an LRU, fast-forwarded on every read)."""
+    policy_cache_size: int = Field(default=20_000, ge=1, validation_alias="RULESTREAM_POLICY_CACHE")
+    """Sessions and profiles the rule policy keeps as of the last event it read of each (an LRU)."""
+    policy_state_cache_size: int = Field(default=200_000, ge=1, validation_alias="RULESTREAM_POLICY_STATE_CACHE")
+    """Loyalty balances and session ledgers the rule policy keeps between batches (each map emptied when full)."""
+    key_cache_size: int = Field(default=100_000, ge=1, validation_alias="RULESTREAM_KEY_CACHE")
+    """Profiles' data keys a process keeps (each for ``api.shredding.KEY_TTL`` s; emptied when full)."""
     integration_key: str | None = Field(default=None, validation_alias="RULESTREAM_INTEGRATION_KEY")
     management_key: str | None = Field(default=None, validation_alias="RULESTREAM_MANAGEMENT_KEY")
     """Seed keys: when set, keys named ``seed-integration`` / ``seed-management`` with these secrets exist."""

@@ -58,8 +58,12 @@ def personal_data(event: Any) -> tuple[UUID, str] | None:
 class ProfileKeys:
     """The data keys of profiles: one live key per profile, created on first use, deleted on erasure."""
 
-    def __init__(self, datastore: PostgresDatastore, table: str) -> None:
+    CACHE_SIZE = 100_000
+    """Keys cached by default (``PROFILE_KEY_CACHE_MAXSIZE`` of the application's environment)."""
+
+    def __init__(self, datastore: PostgresDatastore, table: str, cache_size: int = CACHE_SIZE) -> None:
         self.datastore = datastore
+        self.cache_size = cache_size
         schema = sql.Identifier(datastore.schema or "public")
         self.table = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
         self._lock = threading.Lock()
@@ -110,6 +114,7 @@ class ProfileKeys:
             ).fetchone()
         if row is None:
             with self._lock:
+                self._make_room()
                 self._by_id[key_id] = (0.0, None)
             return None
         key = bytes(row["data_key"])
@@ -132,11 +137,15 @@ class ProfileKeys:
     def _remember(self, profile: UUID, key_id: UUID, key: bytes) -> None:
         until = time.monotonic() + KEY_TTL
         with self._lock:
-            if len(self._by_id) > 100_000:  # bounded: an expired or erased entry is cheap to look up again
-                self._by_id.clear()
-                self._by_profile.clear()
+            self._make_room()
             self._by_profile[profile] = (until, key_id, key)
             self._by_id[key_id] = (until, key)
+
+    def _make_room(self) -> None:
+        # Bounded: an expired or erased entry is cheap to look up again. Called under the lock.
+        if len(self._by_id) >= self.cache_size or len(self._by_profile) >= self.cache_size:
+            self._by_id.clear()
+            self._by_profile.clear()
 
 
 class ShreddingMapper(Mapper[UUID]):
@@ -209,7 +218,9 @@ class ShreddingFactory(PostgresFactory):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.profile_keys = ProfileKeys(self.datastore, f"{self.env.name.lower() or 'stored'}_profile_keys")
+        table = f"{self.env.name.lower() or 'stored'}_profile_keys"
+        cache_size = int(self.env.get("PROFILE_KEY_CACHE_MAXSIZE") or ProfileKeys.CACHE_SIZE)
+        self.profile_keys = ProfileKeys(self.datastore, table, cache_size)
         if self.env_create_table():
             self.profile_keys.create_table()
 

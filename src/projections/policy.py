@@ -43,6 +43,13 @@ from projections.policy_state import PolicyCache, PolicyState
 log = logging.getLogger("rulestream.policy")
 
 CACHE_SIZE = 20_000
+"""Sessions and profiles kept by default (``POLICY_CACHE_MAXSIZE`` of the application's environment)."""
+
+
+def cache_size(app: Rulestream, name: str, default: int) -> int:
+    """A cache's bound from the application's environment (``api.db.eventsourcing_env`` puts the settings there)."""
+    value = app.env.get(name)
+    return int(value) if value else default
 
 
 def build_index(rows: Sequence[dict[str, Any]]) -> RuleIndex:
@@ -70,13 +77,15 @@ class RulePolicy(Follower):
         """Sessions and profiles as of the last event the policy read of each (an LRU cache)."""
         self.cancel_types: set[str] = set()
         """Event types that may cancel a pending delay: only events of these types look at ``policy_delays``."""
-        self.cache = PolicyCache()
+        self.cache_size = cache_size(app, "POLICY_CACHE_MAXSIZE", CACHE_SIZE)
+        self.state_cache_size = cache_size(app, "POLICY_STATE_CACHE_MAXSIZE", PolicyCache.LIMIT)
+        self.cache = PolicyCache(self.state_cache_size)
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
         PolicyState.create_tables(cursor)
 
     def start(self, cursor: psycopg.Cursor[DictRow]) -> None:
-        self.cache = PolicyCache()
+        self.cache = PolicyCache(self.state_cache_size)
         state = PolicyState(cursor)
         self.rules = build_index(state.rules())
         self.cancel_types = state.delay_cancel_types()
@@ -129,10 +138,13 @@ class RulePolicy(Follower):
             aggregate = event.mutate(None)
         else:
             aggregate = self.app.repository.get(event.originator_id, version=event.originator_version)
-        self.streams[event.originator_id] = aggregate
-        if len(self.streams) > CACHE_SIZE:
-            self.streams.popitem(last=False)
+        self._keep(event.originator_id, aggregate)
         return aggregate
+
+    def _keep(self, stream: UUID, aggregate: Any) -> None:
+        self.streams[stream] = aggregate
+        while len(self.streams) > self.cache_size:
+            self.streams.popitem(last=False)
 
     def _profile_as_of(self, cursor: psycopg.Cursor[DictRow], integration_id: str, position: int) -> Any:
         return self._stream_as_of(cursor, profile_id(integration_id), position)
@@ -150,7 +162,7 @@ class RulePolicy(Follower):
         if not row or row["v"] is None:
             return None
         aggregate: Any = self.app.repository.get(stream, version=row["v"])
-        self.streams[stream] = aggregate
+        self._keep(stream, aggregate)
         return aggregate
 
     # -- evaluating -----------------------------------------------------------------------------------

@@ -79,18 +79,20 @@ class PolicyCache:
     """
 
     LIMIT = 200_000
+    """Entries of each map by default (``POLICY_STATE_CACHE_MAXSIZE``, ``RULESTREAM_POLICY_STATE_CACHE``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
         self.balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.ledgers: dict[str, SessionLedger] = {}
 
     def keep_balance(self, profile_id: str, balance: tuple[Decimal, Decimal]) -> None:
-        if len(self.balances) >= self.LIMIT and profile_id not in self.balances:
+        if len(self.balances) >= self.limit and profile_id not in self.balances:
             self.balances.clear()
         self.balances[profile_id] = balance
 
     def keep_ledger(self, session_id: str, ledger: SessionLedger) -> None:
-        if len(self.ledgers) >= self.LIMIT and session_id not in self.ledgers:
+        if len(self.ledgers) >= self.limit and session_id not in self.ledgers:
             self.ledgers.clear()
         self.ledgers[session_id] = ledger
 

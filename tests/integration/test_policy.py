@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from api.db import eventsourcing_env
+from api.settings import Settings
 from domain.application import Rulestream
 from domain.effects import Evaluation, evaluation_id, plain
 from domain.rulebook import RuleBook
@@ -121,3 +123,33 @@ def test_replaying_the_log_reproduces_the_recorded_effects(rulestream: Rulestrea
     for (originator, version), result in replayed.items():
         recorded: Evaluation = rulestream.repository.get(evaluation_id(uuid.UUID(originator), version))
         assert recorded.effects == plain(result.effects)
+
+
+def test_caches_bounded_at_two_entries_stay_bounded_and_change_no_effect(settings: Settings) -> None:
+    tiny = settings.model_copy(
+        update={"aggregate_cache_size": 2, "policy_cache_size": 2, "policy_state_cache_size": 2, "key_cache_size": 2}
+    )
+    app = Rulestream(env=eventsourcing_env(tiny))
+    try:
+        purchase = f"purchase_{uuid.uuid4().hex[:6]}"
+        app.create_attribute("Event", "amount", "number", event_type=purchase)
+        rules_for(app, purchase)
+        keys = workload(app, purchase)
+        before = len(evaluations(app))
+        policy = RulePolicy(app)
+        policy.batch_size = 7
+        FollowerRunner(app, policy).run_until_caught_up()
+
+        assert len(policy.streams) <= 2
+        assert len(policy.cache.balances) <= 2 and len(policy.cache.ledgers) <= 2
+        profile_keys: Any = app.factory.profile_keys  # type: ignore[attr-defined]
+        assert profile_keys.cache_size == 2 and len(profile_keys._by_id) <= 2
+        mine = [e for e in evaluations(app)[before:] if e["cause"]["profileId"] in keys]
+        effects = [x["effectType"] for e in mine for x in e["effects"]]
+        assert effects.count("addLoyaltyPoints") == 4 * len(keys)
+        assert effects.count("showNotification") == len(keys)
+        assert effects.count("setDiscount") == len(keys)
+        for key in keys:
+            assert sum(Decimal(x["amount"]) for e in mine for x in e["ledger"] if x["profileId"] == key) == 18
+    finally:
+        app.close()
