@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 import zlib
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from domain.application import Rulestream
+from domain.profile import CustomerProfile
 from projections.connections import ElectionLost, Elections, Lease, shared
 
 log = logging.getLogger("rulestream.followers")
@@ -207,11 +210,8 @@ class FollowerRunner:
             (after, limit),
             prepare=True,
         )
-        mapper = self.app.mapper
-        return [
-            Recorded(row["notification_id"], mapper.to_domain_event(_notification(row)), row["topic"])
-            for row in cursor.fetchall()
-        ]
+        decoded = DecodedEvents.of(self.app)
+        return [Recorded(row["notification_id"], decoded.get(row), row["topic"]) for row in cursor.fetchall()]
 
     def observe(self) -> None:
         """Publish the checkpoint, the log head and the lag as Prometheus gauges."""
@@ -300,6 +300,48 @@ def _notification(row: DictRow) -> Notification:
         topic=row["topic"],
         state=bytes(row["state"]),
     )
+
+
+class DecodedEvents:
+    """The events a process's followers decoded last, by log position, shared by all of them.
+
+    Every follower reads every event; without this each would decode it again (JSON, upcasting, unsealing
+    personal data): the read models of ``worker projections`` five times over. Domain events are immutable, so
+    the followers can share one object. An erasure empties the cache, so that nothing decoded before it is
+    handed out after it (the key is gone; decoding again yields ``ERASED``).
+    """
+
+    SIZE = 8192
+    _by_app: weakref.WeakKeyDictionary[Rulestream, DecodedEvents] = weakref.WeakKeyDictionary()
+    _apps_lock = threading.Lock()
+
+    def __init__(self, app: Rulestream) -> None:
+        self.mapper = app.mapper
+        self.events: OrderedDict[int, DomainEventProtocol[UUID]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, app: Rulestream) -> DecodedEvents:
+        with cls._apps_lock:
+            decoded = cls._by_app.get(app)
+            if decoded is None:
+                decoded = cls._by_app[app] = cls(app)
+            return decoded
+
+    def get(self, row: DictRow) -> DomainEventProtocol[UUID]:
+        position = row["notification_id"]
+        with self.lock:
+            event = self.events.get(position)
+        if event is not None:
+            return event
+        event = self.mapper.to_domain_event(_notification(row))
+        with self.lock:
+            if isinstance(event, CustomerProfile.DataErased):
+                self.events.clear()
+            self.events[position] = event
+            if len(self.events) > self.SIZE:
+                self.events.popitem(last=False)
+        return event
 
 
 @dataclass(frozen=True)
