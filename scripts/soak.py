@@ -2,12 +2,21 @@
 
     .venv/bin/python scripts/soak.py                      # measure max for 20 s, then 600 s at half of it
     .venv/bin/python scripts/soak.py --minutes 1 --rate 50   # a short run at a fixed rate (requests/s)
+    .venv/bin/python scripts/soak.py --small-caches       # every bounded cache at 1,000 entries: full in a minute
 
 A ``rulestream serve`` on a fresh database. Phase 1 drives session writes with many threads as fast as they go
 and takes the throughput as the maximum. Phase 2 paces the same writes at half of it (open-loop: a request is
 due every 1/rate s whatever the answers do) and reports, per minute, throughput, p50/p99 latency and the
 server's resident memory. It fails when the last minute's p99 or memory exceeds the first minute's by more than
-``--tolerance`` (default 50 %), when any request fails, or when the pace could not be kept.
+``--tolerance`` (default 50 %), when memory still grows in the second half of the run (a line fitted to the RSS,
+sampled every 5 s, rises more than ``--max-slope`` MiB/min), when any request fails, or when the pace could not
+be kept.
+
+Every write opens a new session (unique ids) of one of 256 profiles, so the server's bounded caches (aggregates,
+the policy's streams and state, profiles' data keys) keep filling until they reach their bounds: at the default
+bounds that takes longer than ten minutes, so memory rises all through the run. ``--small-caches N`` starts the
+server with every bound at N entries (``RULESTREAM_*_CACHE``), so they are full early and what still grows is
+a leak.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from tests.conftest import INTEGRATION_KEY, drop_database, fresh_database, start_server  # noqa: E402
 
 HEADERS = {"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}
+CACHES = ("RULESTREAM_AGGREGATE_CACHE", "RULESTREAM_POLICY_CACHE", "RULESTREAM_POLICY_STATE_CACHE",
+          "RULESTREAM_KEY_CACHE")  # fmt: skip
+RSS_EVERY = 5.0
 local = threading.local()
 
 
@@ -52,6 +64,22 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def slope_per_minute(samples: list[tuple[float, float]]) -> float:
+    """The least-squares slope of (seconds, MiB) samples, in MiB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / len(samples)
+    mean_m = sum(m for _, m in samples) / len(samples)
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    return sum((t - mean_t) * (m - mean_m) for t, m in samples) / spread * 60 if spread else 0.0
+
+
+def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
+    started = time.monotonic()
+    while not stop.wait(RSS_EVERY):
+        samples.append((time.monotonic() - started, rss_mib(pid)))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -79,11 +107,12 @@ def measure_max(url: str, seconds: float, threads: int) -> float:
 
 def soak(url: str, pid: int, rate: float, minutes: float) -> list[dict[str, float]]:
     minutes_report: list[dict[str, float]] = []
-    interval, end = 1 / rate, time.monotonic() + minutes * 60
+    interval, due = 1 / rate, time.monotonic()
+    end = due + minutes * 60
     with ThreadPoolExecutor(max_workers=64) as pool:
-        while time.monotonic() < end:
-            window_end = min(end, time.monotonic() + 60)
-            futures, due, late = [], time.monotonic(), 0
+        while due < end:  # one window a minute, on a schedule kept across windows
+            window_end = min(end, due + 60)
+            futures, late = [], 0
             while due < window_end:
                 now = time.monotonic()
                 if due > now:
@@ -110,19 +139,38 @@ def main() -> int:
     parser.add_argument("--measure-seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--tolerance", type=float, default=0.5)
+    parser.add_argument("--max-slope", type=float, default=0.5,
+                        help="MiB/min the RSS may still rise over the second half of the run (default 0.5)")
+    parser.add_argument("--small-caches", type=int, nargs="?", const=1000, metavar="N",
+                        help="start the server with every bounded cache at N entries (default 1000)")
     args = parser.parse_args()
+    caches = {name: str(args.small_caches) for name in CACHES} if args.small_caches else {}
     database = fresh_database("rulestream_soak")
-    server = start_server(database, Path(tempfile.mkdtemp()) / "server.log")
+    server = start_server(database, Path(tempfile.mkdtemp()) / "server.log", caches)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
     try:
         maximum = measure_max(server.url, args.measure_seconds, args.threads) if args.rate is None else None
         rate = args.rate or (maximum or 1) / 2
-        print(json.dumps({"measuredMaxPerSecond": maximum, "ratePerSecond": rate}), flush=True)  # noqa: T201
+        print(json.dumps({"measuredMaxPerSecond": maximum, "ratePerSecond": rate, "caches": caches}),
+              flush=True)  # fmt: skip  # noqa: T201
+        threading.Thread(target=sample_rss, args=(server.process.pid, samples, stop), daemon=True).start()
         report = soak(server.url, server.process.pid, rate, args.minutes)
     finally:
+        stop.set()
         server.process.terminate()
         server.process.wait(timeout=30)
         drop_database(database)
     first, last = report[0], report[-1]
+    half = args.minutes * 60 / 2
+    slope = round(slope_per_minute([s for s in samples if s[0] >= half]), 2)
+    after_first = report[1:] or report
+    print(json.dumps({  # noqa: T201
+        "minutes": len(report), "failed": sum(m["failed"] for m in report), "late": sum(m["late"] for m in report),
+        "p50ms": [min(m["p50ms"] for m in after_first), max(m["p50ms"] for m in after_first)],
+        "p99ms": [min(m["p99ms"] for m in after_first), max(m["p99ms"] for m in after_first)],
+        "rssMiB": [first["rssMiB"], last["rssMiB"]], "secondHalfSlopeMiBPerMin": slope,
+    }))  # fmt: skip
     problems = []
     if any(m["failed"] for m in report):
         problems.append("failed requests")
@@ -132,6 +180,8 @@ def main() -> int:
         problems.append("p99 latency grew")
     if last["rssMiB"] > first["rssMiB"] * (1 + args.tolerance):
         problems.append("memory grew")
+    if slope > args.max_slope:
+        problems.append(f"memory still grows in the second half ({slope} MiB/min)")
     print(json.dumps({"problems": problems}))  # noqa: T201
     return 1 if problems else 0
 
