@@ -54,7 +54,7 @@ from api.db import eventsourcing_env  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from domain.application import Rulestream  # noqa: E402
 from projections import queries  # noqa: E402
-from projections.events_log import EVENTS, EventsLog  # noqa: E402
+from projections.events_log import EFFECT_TYPES, EVENTS, EventsLog  # noqa: E402
 from projections.queries import EventFilter  # noqa: E402
 from projections.readmodel import create_tables, live_generation  # noqa: E402
 
@@ -139,12 +139,20 @@ def build(app: Rulestream, n: int) -> str:
                 cursor.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{table}_{suffix}")))
             started = time.perf_counter()
             cursor.execute(fill_sql(sql.Identifier(table).as_string(conn), n))
+            # The effect-type side table, as the model's writes fill it: one row per (type, event).
+            cursor.execute(
+                sql.SQL(
+                    "INSERT INTO {} (effect_type, created, position) "
+                    "SELECT t, created, position FROM {}, unnest(effect_types) t"
+                ).format(sql.Identifier(EFFECT_TYPES.physical(generation)), sql.Identifier(table))
+            )
             filled = time.perf_counter() - started
             create_tables(cursor, model, generation, views=True)  # the model's own index definitions, again
             indexed = time.perf_counter() - started - filled
         conn.autocommit = True
         try:
-            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+            for analyzed in (table, EFFECT_TYPES.physical(generation)):
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(analyzed)))
         finally:
             conn.autocommit = False
         size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size(%s))", (table,)).fetchone()
@@ -214,8 +222,10 @@ def plan_of(app: Rulestream, f: EventFilter, page: int, skip: int) -> str:
     def walk(node: dict[str, Any]) -> None:
         kind = node["Node Type"]
         if "Index Name" in node:
-            name = node["Index Name"].rsplit("_", 1)[-1]
-            name = "pkey" if name == "pkey" else name.replace("types", "effect_types")
+            index = node["Index Name"]
+            name = index.rsplit("_", 1)[-1]
+            if "_effect_types_" in index:  # the side table's (effect_type, created, position) or (…, position)
+                name = "effect_types" + ("" if name == "pkey" else f" ({name})")
             seen.append(name + (" (bitmap)" if kind.startswith("Bitmap") else ""))
         elif kind == "Seq Scan":
             seen.append("SEQ")

@@ -43,9 +43,17 @@ EVENTS = Table(
         "session": "(session, created, position) WHERE session IS NOT NULL",
         "profile": "(profile, created, position) WHERE profile IS NOT NULL",
         "attributes": "USING gin (attributes jsonb_path_ops)",
-        "effect_types": "USING gin (effect_types)",
     },
 )
+EFFECT_TYPES = Table(
+    "events_log_effect_types",
+    """effect_type text NOT NULL, created timestamptz NOT NULL, position bigint NOT NULL,
+       PRIMARY KEY (effect_type, created, position)""",
+    {"position": "(effect_type, position)"},
+)
+"""Which events had an effect of a type, in the events log's orders: a rare ``effectType`` filter reads only its
+own rows, already sorted (a GIN index on ``effect_types`` finds them but cannot give them in order, so a page
+cost a sort of every match: 4.6× slower at 1M events than at 10k)."""
 STREAMS = Table(
     "events_log_streams",
     "stream uuid PRIMARY KEY, profile text, session text, store text, attributes jsonb NOT NULL",
@@ -54,7 +62,7 @@ STREAMS = Table(
 
 class EventsLog(ReadModel):
     model = "events_log"
-    tables = (EVENTS, STREAMS)
+    tables = (EVENTS, EFFECT_TYPES, STREAMS)
 
     def apply_batch(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
         streams = self._load_streams(cursor, batch)
@@ -118,6 +126,13 @@ class EventsLog(ReadModel):
                 f"UPDATE {self.t('events_log')} SET effects = %s, effect_types = %s, failures = %s, "
                 "evaluated_at = %s WHERE position = %s",
                 evaluations,
+            )
+            # An event is evaluated once (exactly once by the policy); were it ever again, its old types stay.
+            cursor.executemany(
+                f"INSERT INTO {self.t('events_log_effect_types')} (effect_type, created, position) "
+                f"SELECT t, e.created, e.position FROM {self.t('events_log')} e, unnest(%s::text[]) t "
+                "WHERE e.position = %s ON CONFLICT DO NOTHING",
+                [(types, cause) for (_, types, _, _, cause) in evaluations if types],
             )
         if touched:
             cursor.executemany(

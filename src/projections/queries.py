@@ -32,21 +32,22 @@ class EventFilter:
     descending: bool = False
 
 
-def _where(f: EventFilter) -> tuple[list[str], list[Any]]:
+def _where(f: EventFilter, by_effect: bool) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     # One type as ``=``, not ``= ANY``: only an equality lets the (type, created, position) index give the
     # page in order (PostgreSQL 15 sorts, or walks ``created`` filtering, for an array).
     types = list(f.types)
+    ordered = "x" if by_effect else "e"  # the table whose index gives the page's order
     for clause, value in (
-        ("type = %s", types[0] if len(types) == 1 else None),
-        ("type = ANY(%s)", types if len(types) > 1 else None),
-        ("created < %s", f.created_before),
-        ("created > %s", f.created_after),
-        ("session = %s", f.session),
-        ("profile = %s", f.profile),
-        ("effect_types @> ARRAY[%s]::text[]", f.effect_type),
-        ("attributes @> %s", Jsonb(f.attributes) if f.attributes else None),
+        ("e.type = %s", types[0] if len(types) == 1 else None),
+        ("e.type = ANY(%s)", types if len(types) > 1 else None),
+        (f"{ordered}.created < %s", f.created_before),
+        (f"{ordered}.created > %s", f.created_after),
+        ("e.session = %s", f.session),
+        ("e.profile = %s", f.profile),
+        ("x.effect_type = %s", f.effect_type),
+        ("e.attributes @> %s", Jsonb(f.attributes) if f.attributes else None),
     ):
         if value is not None:
             where.append(clause)
@@ -55,16 +56,24 @@ def _where(f: EventFilter) -> tuple[list[str], list[Any]]:
 
 
 def events_sql(f: EventFilter, limit: int, skip: int) -> tuple[str, list[Any]]:
-    """The events log query: by ``created`` (then position), or by position from the ``after`` cursor."""
-    where, params = _where(f)
+    """The events log query: by ``created`` (then position), or by position from the ``after`` cursor.
+
+    With an ``effectType`` the page is walked in the side table of (effect type, created, position), joined to the
+    events: its index yields that type's events already in order.
+    """
+    by_effect = f.effect_type is not None
+    where, params = _where(f, by_effect)
+    ordered = "x" if by_effect else "e"
     direction = "DESC" if f.descending else "ASC"
     if f.after is not None:
-        where.append("position < %s" if f.descending else "position > %s")
+        where.append(f"{ordered}.position < %s" if f.descending else f"{ordered}.position > %s")
         params.append(f.after)
-        order = f"position {direction}"
+        order = f"{ordered}.position {direction}"
     else:
-        order = f"created {direction}, position {direction}"
-    text = "SELECT * FROM rs_events_log"
+        order = f"{ordered}.created {direction}, {ordered}.position {direction}"
+    text = "SELECT e.* FROM rs_events_log e"
+    if by_effect:
+        text = "SELECT e.* FROM rs_events_log_effect_types x JOIN rs_events_log e ON e.position = x.position"
     if where:
         text += " WHERE " + " AND ".join(where)
     text += f" ORDER BY {order} LIMIT %s OFFSET %s"

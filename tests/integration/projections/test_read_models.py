@@ -156,6 +156,27 @@ def test_the_events_log_filters(rulestream: Rulestream, ids: dict[str, list[str]
     )
 
 
+def test_the_effect_type_filter_equals_filtering_every_event_in_every_order_and_combination(
+    rulestream: Rulestream, ids: dict[str, list[str]]
+) -> None:
+    everything = all_events(rulestream)
+    pid = ids["profiles"][1]
+    middle = everything[len(everything) // 2]
+    for effect in ("addLoyaltyPoints", "setDiscount", "showNotification", "noSuchEffect"):
+        having = [r for r in everything if effect in r["effect_types"]]
+        assert all_events(rulestream, effect_type=effect) == having
+        assert all_events(rulestream, effect_type=effect, descending=True) == having[::-1]
+        assert all_events(rulestream, effect_type=effect, profile=pid) == [r for r in having if r["profile"] == pid]
+        assert all_events(rulestream, effect_type=effect, created_after=middle["created"]) == [
+            r for r in having if r["created"] > middle["created"]
+        ]
+        assert all_events(rulestream, effect_type=effect, after=middle["position"]) == sorted(
+            (r for r in having if r["position"] > middle["position"]), key=lambda r: r["position"]
+        )
+        page, _ = queries.events(rulestream, EventFilter(effect_type=effect), 2, 1)
+        assert page == having[1:3]
+
+
 def test_the_events_log_pages_by_offset_and_by_cursor_without_gaps_or_repeats(
     rulestream: Rulestream, ids: dict[str, list[str]]
 ) -> None:
