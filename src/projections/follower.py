@@ -210,8 +210,9 @@ class FollowerRunner:
             (after, limit),
             prepare=True,
         )
-        decoded = DecodedEvents.of(self.app)
-        return [Recorded(row["notification_id"], decoded.get(row), row["topic"]) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        events = DecodedEvents.of(self.app).decode(rows)
+        return [Recorded(row["notification_id"], event, row["topic"]) for row, event in zip(rows, events, strict=True)]
 
     def observe(self) -> None:
         """Publish the checkpoint, the log head and the lag as Prometheus gauges."""
@@ -328,20 +329,25 @@ class DecodedEvents:
                 decoded = cls._by_app[app] = cls(app)
             return decoded
 
-    def get(self, row: DictRow) -> DomainEventProtocol[UUID]:
-        position = row["notification_id"]
+    def decode(self, rows: Sequence[DictRow]) -> list[DomainEventProtocol[UUID]]:
+        """The events of these rows of the log, decoded here only if no follower of the process did already."""
         with self.lock:
-            event = self.events.get(position)
-        if event is not None:
-            return event
-        event = self.mapper.to_domain_event(_notification(row))
+            found = [self.events.get(row["notification_id"]) for row in rows]
+        new = [row for row, event in zip(rows, found, strict=True) if event is None]
+        if not new:
+            return [event for event in found if event is not None]
+        stored = [_notification(row) for row in new]
+        batch = getattr(self.mapper, "to_domain_events", None)  # the shredding mapper fetches keys per page
+        decoded = iter(batch(stored) if batch else [self.mapper.to_domain_event(n) for n in stored])
+        events = [event if event is not None else next(decoded) for event in found]
         with self.lock:
-            if isinstance(event, CustomerProfile.DataErased):
-                self.events.clear()
-            self.events[position] = event
-            if len(self.events) > self.SIZE:
+            for row, event in zip(rows, events, strict=True):
+                if isinstance(event, CustomerProfile.DataErased):
+                    self.events.clear()
+                self.events[row["notification_id"]] = event
+            while len(self.events) > self.SIZE:
                 self.events.popitem(last=False)
-        return event
+        return events
 
 
 @dataclass(frozen=True)
