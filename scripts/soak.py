@@ -45,11 +45,12 @@ RSS_EVERY = 5.0
 local = threading.local()
 
 
-def write(url: str) -> tuple[float, int]:
+def write(url: str, profiles: int) -> tuple[float, int]:
     client = getattr(local, "client", None) or httpx.Client(timeout=30)
     local.client = client
     sid = f"soak-{uuid.uuid4().hex[:12]}"
-    body = {"customerSession": {"profileId": f"p-{sid[-2:]}", "state": "closed",
+    profile = f"p-{int(sid[-6:], 16) % profiles}" if profiles else f"p-{sid}"
+    body = {"customerSession": {"profileId": profile, "state": "closed",
                                 "cartItems": [{"sku": "a", "price": 10, "quantity": 2}]}}  # fmt: skip
     started = time.perf_counter()
     try:
@@ -87,12 +88,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
-def measure_max(url: str, seconds: float, threads: int) -> float:
+def measure_max(url: str, seconds: float, threads: int, profiles: int) -> float:
     done, stop = [0], threading.Event()
 
     def loop() -> None:
         while not stop.is_set():
-            if write(url)[1] == 200:
+            if write(url, profiles)[1] == 200:
                 done[0] += 1
 
     workers = [threading.Thread(target=loop) for _ in range(threads)]
@@ -105,7 +106,7 @@ def measure_max(url: str, seconds: float, threads: int) -> float:
     return done[0] / seconds
 
 
-def soak(url: str, pid: int, rate: float, minutes: float) -> list[dict[str, float]]:
+def soak(url: str, pid: int, rate: float, minutes: float, profiles: int) -> list[dict[str, float]]:
     minutes_report: list[dict[str, float]] = []
     interval, due = 1 / rate, time.monotonic()
     end = due + minutes * 60
@@ -119,7 +120,7 @@ def soak(url: str, pid: int, rate: float, minutes: float) -> list[dict[str, floa
                     time.sleep(due - now)
                 elif now - due > 1:
                     late += 1
-                futures.append(pool.submit(write, url))
+                futures.append(pool.submit(write, url, profiles))
                 due += interval
             results = [f.result() for f in futures]
             latencies = [r[0] for r in results]
@@ -143,23 +144,28 @@ def main() -> int:
                         help="MiB/min the RSS may still rise over the second half of the run (default 0.5)")
     parser.add_argument("--small-caches", type=int, nargs="?", const=1000, metavar="N",
                         help="start the server with every bounded cache at N entries (default 1000)")
+    parser.add_argument("--profiles", type=int, default=256,
+                        help="profiles the sessions are spread over (default 256; 0: a new profile per session)")
     args = parser.parse_args()
     caches = {name: str(args.small_caches) for name in CACHES} if args.small_caches else {}
     database = fresh_database("rulestream_soak")
-    server = start_server(database, Path(tempfile.mkdtemp()) / "server.log", caches)
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     try:
-        maximum = measure_max(server.url, args.measure_seconds, args.threads) if args.rate is None else None
-        rate = args.rate or (maximum or 1) / 2
-        print(json.dumps({"measuredMaxPerSecond": maximum, "ratePerSecond": rate, "caches": caches}),
-              flush=True)  # fmt: skip  # noqa: T201
-        threading.Thread(target=sample_rss, args=(server.process.pid, samples, stop), daemon=True).start()
-        report = soak(server.url, server.process.pid, rate, args.minutes)
+        server = start_server(database, Path(tempfile.mkdtemp()) / "server.log", caches)
+        try:
+            measure = (server.url, args.measure_seconds, args.threads, args.profiles)
+            maximum = measure_max(*measure) if args.rate is None else None
+            rate = args.rate or (maximum or 1) / 2
+            print(json.dumps({"measuredMaxPerSecond": maximum, "ratePerSecond": rate, "profiles": args.profiles,
+                              "caches": caches}), flush=True)  # fmt: skip  # noqa: T201
+            threading.Thread(target=sample_rss, args=(server.process.pid, samples, stop), daemon=True).start()
+            report = soak(server.url, server.process.pid, rate, args.minutes, args.profiles)
+        finally:
+            stop.set()
+            server.process.terminate()
+            server.process.wait(timeout=30)
     finally:
-        stop.set()
-        server.process.terminate()
-        server.process.wait(timeout=30)
         drop_database(database)
     first, last = report[0], report[-1]
     half = args.minutes * 60 / 2
