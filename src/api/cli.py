@@ -62,6 +62,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             # Several API processes on one port (the API is stateless): each builds its own app from the same
             # settings, which the environment carries (an embedded database's URL included).
             os.environ["DATABASE_URL"] = settings.url()
+            os.environ["RULESTREAM_SOLE_WRITER"] = "n"  # each worker's cache may miss the others' writes
             uvicorn.run("api.app:from_environment", factory=True, workers=args.workers, host=host, port=port,
                         log_level="warning", access_log=False)  # fmt: skip
         else:
@@ -75,7 +76,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run one group of followers (``policy`` or ``projections``) until interrupted."""
-    app = start(settings).rulestream
+    app = start(settings.model_copy(update={"sole_writer": False})).rulestream  # writes no session, profile, catalog
     group = registry.POLICY if args.group == "policy" else registry.PROJECTIONS
     runners = [FollowerRunner(app, f) for f in registry.followers(app, group)]
     threads = [runner.thread() for runner in runners]

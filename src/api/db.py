@@ -53,4 +53,5 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POLICY_STATE_CACHE_MAXSIZE": str(settings.policy_state_cache_size),
         "PROFILE_KEY_CACHE_MAXSIZE": str(settings.key_cache_size),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
+        "SOLE_WRITER": "y" if settings.sole_writer else "n",
     }

@@ -8,14 +8,17 @@ succeed, in some order, and none is lost. ``dry=True`` runs the same decisions a
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError
 
@@ -87,6 +90,12 @@ class Rulestream(CatalogService, Application[UUID]):
 
     name = "rulestream"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sole_writer = self.env.get("SOLE_WRITER", "n").lower() in ("y", "yes", "true", "1")
+        """Commands trust this process's cached sessions and profiles (see ``_get``)."""
+        self._cache_lock = threading.Lock()
+
     def construct_recorder(self) -> Any:
         # A process recorder: the same events table, plus tracking rows, so that followers of the log (the rule
         # policy) can record their own events and their position in one transaction.
@@ -147,7 +156,10 @@ class Rulestream(CatalogService, Application[UUID]):
         return self._retrying(attempt)
 
     def get_session(self, integration_id: str) -> CustomerSession:
-        return self._require_session(integration_id)
+        session = self._get(session_id(integration_id), CustomerSession, fresh=True)
+        if session is None:
+            raise NotFound(f"no customer session '{integration_id}'")
+        return session
 
     # -- customer profiles ----------------------------------------------------------------------------
 
@@ -169,7 +181,7 @@ class Rulestream(CatalogService, Application[UUID]):
         return self._retrying(attempt)
 
     def get_profile(self, integration_id: str) -> CustomerProfile | None:
-        return self._get(profile_id(integration_id), CustomerProfile)
+        return self._get(profile_id(integration_id), CustomerProfile, fresh=True)
 
     def erase_profile(self, integration_id: str) -> Outcome:
         """Forget a customer: records ``DataErased`` on the profile (the keys are destroyed by infrastructure)."""
@@ -341,14 +353,71 @@ class Rulestream(CatalogService, Application[UUID]):
             raise NotFound(f"no customer session '{integration_id}'")
         return session
 
-    def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+    def _get(self, aggregate_id: UUID, kind: type[T], *, fresh: bool = False) -> T | None:
+        """A session or profile to change (a copy: the cached one stays as it was if the command fails).
+
+        When this process is the only writer of sessions and profiles (``sole_writer``), a cached aggregate is
+        current: a command takes a copy without asking the database for newer events (the library's
+        fast-forward, a query per load). Were it ever stale, the append of the command's events conflicts on
+        the version, ``save`` evicts it, and the retry loads it afresh: nothing is decided on stale state.
+        ``fresh=True`` (queries, which have no append to conflict) reads the newer events of a cached one.
+        """
+        cache = self.repository.cache
         try:
-            aggregate: object = self.repository.get(aggregate_id)
+            if self.sole_writer and cache is not None and kind in (CustomerSession, CustomerProfile):
+                try:
+                    aggregate: Any = deepcopy(cache.get(aggregate_id))
+                    if fresh:
+                        newer = list(self.repository.event_store.get(aggregate_id, gt=aggregate.version))
+                        if newer:
+                            aggregate = project_aggregate(aggregate, newer)
+                            self._cache_if_newer(deepcopy(aggregate))
+                except KeyError:
+                    project: Any = project_aggregate
+                    loaded: Stream = self.repository._reconstruct_aggregate(aggregate_id, None, project)  # noqa: SLF001
+                    self._cache_if_newer(loaded)
+                    aggregate = deepcopy(loaded)
+            else:
+                aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, kind):
             raise NotFound(f"{aggregate_id} is not a {kind.__name__}")
         return aggregate
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """The library's save; a conflict evicts the aggregates from the cache, a success caches sessions and
+        profiles as saved (see ``_get``)."""
+        cache = self.repository.cache
+        try:
+            recordings = super().save(*objs, **kwargs)
+        except IntegrityError:
+            for obj in objs:
+                if cache is not None and isinstance(obj, Stream):
+                    with contextlib.suppress(KeyError):
+                        cache.get(obj.id, evict=True)
+            raise
+        if any(isinstance(obj, AttributeCatalog) for obj in objs):
+            self.catalog_saved()
+        if self.sole_writer:
+            for obj in objs:
+                if isinstance(obj, CustomerSession | CustomerProfile):
+                    self._cache_if_newer(obj)
+        return recordings
+
+    def _cache_if_newer(self, aggregate: Stream) -> None:
+        """Cache a session or profile unless a newer version is cached already (two commands finishing in either
+        order leave the later version)."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        with self._cache_lock:
+            try:
+                cached: Any = cache.get(aggregate.id)
+            except KeyError:
+                cached = None
+            if cached is None or cached.version < aggregate.version:
+                cache.put(aggregate.id, aggregate)
 
     def _commit(self, session: CustomerSession | None, profile: CustomerProfile | None, *, dry: bool) -> Outcome:
         # The profile's bookkeeping goes first, so that followers evaluating a session event see the profile

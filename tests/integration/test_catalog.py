@@ -199,3 +199,22 @@ def test_a_taken_name_is_a_conflict_and_concurrent_declarations_all_land(setting
     finally:
         for app in apps:
             app.close()
+
+
+def test_a_sole_writer_trusts_its_cached_catalog_briefly_and_sees_its_own_changes_at_once(settings: Settings) -> None:
+    ours, theirs = Rulestream(env=eventsourcing_env(settings)), Rulestream(env=eventsourcing_env(settings))
+    try:
+        ours.TRUST_SECONDS = 60.0
+        ours.catalog()  # brought up to date: trusted from now on
+        elsewhere, here = f"else_{uuid.uuid4().hex[:6]}", f"here_{uuid.uuid4().hex[:6]}"
+        theirs.create_attribute("CustomerProfile", elsewhere, "string")  # another process: not seen while trusted
+        assert elsewhere not in {a.name for a in ours.catalog().attributes("CustomerProfile")}
+        ours.create_attribute("CustomerProfile", here, "string")  # its own change: seen at once, with the other
+        assert {elsewhere, here} <= {a.name for a in ours.catalog().attributes("CustomerProfile")}
+        ours.TRUST_SECONDS = 0.0  # a catalog read no longer counts as recent: every read asks the database
+        another = f"more_{uuid.uuid4().hex[:6]}"
+        theirs.create_attribute("CustomerProfile", another, "string")
+        assert another in {a.name for a in ours.catalog().attributes("CustomerProfile")}
+    finally:
+        ours.close()
+        theirs.close()

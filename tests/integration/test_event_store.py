@@ -78,3 +78,24 @@ def test_parallel_closes_of_sessions_of_one_profile_all_count(settings: Settings
     assert app.repository.get(profile_id(pid)).version == 21  # registered, 10 × (session started, sale counted)
     assert app.repository.get(session_id(f"{pid}-s0")).version == 2
     app.close()
+
+
+def test_a_command_on_a_cached_session_that_another_process_changed_conflicts_and_retries_on_fresh_state(
+    settings: Settings,
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    ours, theirs = Rulestream(env=eventsourcing_env(settings)), Rulestream(env=eventsourcing_env(settings))
+    try:
+        assert ours.sole_writer  # trusts its cache: commands load sessions without asking for newer events
+        ours.update_session(sid, session_changes(cart_item("a", 10, 1), profile=pid), "open")
+        theirs.update_session(sid, session_changes(cart_item("b", 5, 1), profile=pid), None)  # our cache is stale
+        assert [i.sku for i in ours.get_session(sid).cart_items] == ["b"]  # a query reads the newer events
+        ours.repository.cache.put(session_id(sid), ours.repository.get(session_id(sid), version=1))  # type: ignore[union-attr]
+        closed = ours.update_session(sid, {}, "closed")  # decided on version 1, refused, retried on version 2
+        assert closed.session is not None and closed.session.version == 3
+        assert [i.sku for i in closed.session.cart_items] == ["b"] and closed.session.state == "closed"
+        profile = theirs.get_profile(pid)
+        assert profile is not None and profile.closed_sessions == 1 and profile.total_sales == Decimal(5)
+    finally:
+        ours.close()
+        theirs.close()

@@ -12,9 +12,10 @@ its pointer rather than silently rounded: an auditor reading the log must see ex
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -38,12 +39,39 @@ class CatalogService(Application[UUID]):
         @staticmethod
         def _retrying(attempt: Callable[[], R]) -> R: ...
 
+        sole_writer: bool
+
+    TRUST_SECONDS = 1.0
+    """How long a sole writer uses its cached catalog without asking the database for newer events."""
+    _catalog_changes = 0
+    """Catalog changes this process saved (``catalog_saved``): a read made before one of them is not trusted."""
+    _catalog_read: tuple[int, float] = (-1, 0.0)
+    """(changes seen, when) of the last catalog brought up to date from the database."""
+
     def catalog(self, *, private: bool = False) -> AttributeCatalog:
         """The stored catalog, or a new empty one (stored once it records something).
 
         Writes validate against the cached catalog itself, without copying it (it grows with every attribute);
-        ask for a ``private`` copy to change it.
+        ask for a ``private`` copy to change it. Every write reads it: a sole writer (the one API process: the
+        catalog changes only through it) skips the database for ``TRUST_SECONDS`` after bringing it up to date,
+        unless this process changed it meanwhile.
         """
+        changes, read_at = self._catalog_read
+        cache = self.repository.cache
+        if (
+            not private
+            and self.sole_writer
+            and cache is not None
+            and changes == self._catalog_changes
+            and time.monotonic() - read_at < self.TRUST_SECONDS
+        ):
+            try:
+                trusted: Any = cache.get(CATALOG_ID)
+            except KeyError:
+                pass
+            else:
+                return cast(AttributeCatalog, trusted)
+        changes = self._catalog_changes
         try:
             # Skipping: when another thread is bringing the cached catalog up to date, use it as it is rather
             # than queue behind that thread (every write reads the catalog: it must not serialise them).
@@ -52,7 +80,13 @@ class CatalogService(Application[UUID]):
             )
         except AggregateNotFoundError:
             return AttributeCatalog.start()
+        if not private:
+            self._catalog_read = (changes, time.monotonic())
         return catalog
+
+    def catalog_saved(self) -> None:
+        """This process saved a change of the catalog: its next read brings the cached one up to date."""
+        self._catalog_changes += 1
 
     def create_attribute(self, entity: str, name: str, type_: str, **fields: Any) -> AttributeInfo:
         """Declare a custom attribute (``AttributeCatalog.create_attribute``), maybe a new event type."""
