@@ -135,3 +135,21 @@ def test_a_profile_with_many_sessions_keeps_exact_sales(app: Rulestream) -> None
     counted = [s for s in (app.get_session(f"m{n}") for n in range(30)) if s.counts_as_sale]
     assert profile.closed_sessions == len(counted) == 19
     assert profile.total_sales == sum((s.total for s in counted), Decimal(0))
+
+
+def test_a_copy_of_a_session_or_profile_shares_nothing_a_command_could_change(app: Rulestream) -> None:
+    import copy
+
+    out = app.update_session("s-copy", session_changes(cart_item("a", 10, 2), profile="p-copy"), "closed")
+    assert out.session is not None and out.profile is not None
+    for original in (out.session, out.profile):
+        clone = copy.deepcopy(original)
+        assert type(clone) is type(original) and vars(clone) == vars(original)
+    session = copy.deepcopy(out.session)
+    session.cart_items[0].attributes["changed"] = True
+    session.cart_items.clear()
+    assert out.session.cart_items and "changed" not in out.session.cart_items[0].attributes
+    profile = copy.deepcopy(out.profile)
+    profile.counted_sessions.clear()
+    profile.attributes["x"] = 1
+    assert out.profile.counted_sessions == {"s-copy": "20"} and "x" not in out.profile.attributes
