@@ -45,7 +45,9 @@ log = logging.getLogger("rulestream.followers")
 
 POLL_SECONDS = 1.0
 PROGRESS_CHANNEL = "rulestream_progress"
-"""Every follower ``NOTIFY``s this channel with ``name:checkpoint`` when a batch commits."""
+"""A follower that ``announces`` (the rule policy: responses wait for it) ``NOTIFY``s this channel with
+``name:checkpoint`` when a batch commits. The others do not: nobody waits on them there, and each notification
+wakes every listening process."""
 
 CHECKPOINT = Gauge(
     "rulestream_follower_checkpoint", "Last log position applied by the follower", ["follower"]
@@ -75,6 +77,8 @@ class Follower(ABC):
 
     name: str
     batch_size: int = 500
+    announces: bool = False
+    """Whether each committed batch is announced on ``PROGRESS_CHANNEL``."""
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
         """Create the follower's tables (idempotent)."""
@@ -191,7 +195,8 @@ class FollowerRunner:
                 last = batch[-1].position
                 self.follower.apply(cursor, batch)
                 self._write_checkpoint(cursor, last)
-                cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{name}:{last}"))
+                if self.follower.announces:
+                    cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{name}:{last}"))
         except BaseException:
             self.follower.rolled_back()
             raise

@@ -69,6 +69,7 @@ class RulePolicy(Follower):
 
     name = "policy"
     batch_size = 500
+    announces = True  # the responses of commands wait for it (api.effects.PolicyProgress)
 
     def __init__(self, app: Rulestream) -> None:
         self.app = app
