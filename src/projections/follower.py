@@ -159,10 +159,15 @@ class FollowerRunner:
                         self.follower.start(cursor)
                 self.elected.set()
                 self.error = None
+                observed = 0.0
                 while not self.stopping.is_set():
                     if not self.step():
                         lease.check()
-                        self.observe()
+                        # Caught up: under load that is after every batch, so the gauges (a query) are refreshed
+                        # at most once per poll interval.
+                        if time.monotonic() - observed >= self.poll_seconds:
+                            self.observe()
+                            observed = time.monotonic()
                         wake.wait(self.poll_seconds)
             finally:
                 wake.close()
