@@ -3,6 +3,7 @@
     .venv/bin/python scripts/soak.py                      # measure max for 20 s, then 600 s at half of it
     .venv/bin/python scripts/soak.py --minutes 1 --rate 50   # a short run at a fixed rate (requests/s)
     .venv/bin/python scripts/soak.py --small-caches       # every bounded cache at 1,000 entries: full in a minute
+    .venv/bin/python scripts/soak.py --small-caches --profiles 0   # ... and a new profile per session
 
 A ``rulestream serve`` on a fresh database. Phase 1 drives session writes with many threads as fast as they go
 and takes the throughput as the maximum. Phase 2 paces the same writes at half of it (open-loop: a request is
@@ -12,11 +13,13 @@ server's resident memory. It fails when the last minute's p99 or memory exceeds 
 sampled every 5 s, rises more than ``--max-slope`` MiB/min), when any request fails, or when the pace could not
 be kept.
 
-Every write opens a new session (unique ids) of one of 256 profiles, so the server's bounded caches (aggregates,
-the policy's streams and state, profiles' data keys) keep filling until they reach their bounds: at the default
-bounds that takes longer than ten minutes, so memory rises all through the run. ``--small-caches N`` starts the
-server with every bound at N entries (``RULESTREAM_*_CACHE``), so they are full early and what still grows is
-a leak.
+Every write opens a new session (unique ids) of one of ``--profiles`` profiles (256), so the server's bounded
+caches (aggregates, the policy's streams and state, profiles' data keys) keep filling until they reach their
+bounds: at the default bounds that takes longer than ten minutes, so memory rises all through the run.
+``--small-caches N`` starts the server with every bound at N entries (``RULESTREAM_*_CACHE``), so they are full
+early. What still grows then is either a leak or state that grows inside a cached aggregate: a profile keeps
+every session it counted (``CustomerProfile.counted_sessions``), so with few profiles each cached profile grows
+with every write. ``--profiles 0`` (a new profile per session) keeps every profile small, to tell the two apart.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -106,8 +111,8 @@ def measure_max(url: str, seconds: float, threads: int, profiles: int) -> float:
     return done[0] / seconds
 
 
-def soak(url: str, pid: int, rate: float, minutes: float, profiles: int) -> list[dict[str, float]]:
-    minutes_report: list[dict[str, float]] = []
+def soak(url: str, pid: int, rate: float, minutes: float, profiles: int) -> list[dict[str, Any]]:
+    minutes_report: list[dict[str, Any]] = []
     interval, due = 1 / rate, time.monotonic()
     end = due + minutes * 60
     with ThreadPoolExecutor(max_workers=64) as pool:
@@ -124,11 +129,12 @@ def soak(url: str, pid: int, rate: float, minutes: float, profiles: int) -> list
                 due += interval
             results = [f.result() for f in futures]
             latencies = [r[0] for r in results]
+            failed = Counter(str(status) for _, status in results if status != 200)  # 0: no answer (timeout)
             minutes_report.append({
                 "requests": len(results), "failed": sum(1 for r in results if r[1] != 200), "late": late,
                 "p50ms": round(percentile(latencies, 0.5) * 1000, 1),
                 "p99ms": round(percentile(latencies, 0.99) * 1000, 1), "rssMiB": round(rss_mib(pid), 1),
-            })  # fmt: skip
+            } | ({"failedStatus": dict(failed)} if failed else {}))  # fmt: skip
             print(json.dumps(minutes_report[-1]), flush=True)  # noqa: T201
     return minutes_report
 
