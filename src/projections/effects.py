@@ -50,9 +50,9 @@ class Effects(ReadModel):
                     cause.get("profileId"), cause.get("sessionId"),
                 ))  # fmt: skip
         if rows:
-            cursor.executemany(
-                f"INSERT INTO {self.t('effects')} (position, effect, cause_position, event_type, created, "
-                "campaign_id, ruleset_id, rule_index, rule_name, effect_type, props, profile, session) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                rows,
-            )
+            with cursor.copy(
+                f"COPY {self.t('effects')} (position, effect, cause_position, event_type, created, "
+                "campaign_id, ruleset_id, rule_index, rule_name, effect_type, props, profile, session) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)

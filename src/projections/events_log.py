@@ -114,25 +114,43 @@ class EventsLog(ReadModel):
         rows: list[tuple[Any, ...]],
         evaluations: list[tuple[Any, ...]],
     ) -> None:
-        if rows:
-            cursor.executemany(
-                f"INSERT INTO {self.t('events_log')} "
-                "(position, created, type, profile, session, store, attributes) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                rows,
-            )
-        if evaluations:
-            # An event evaluated again (never, today) keeps its latest effects.
+        # An evaluation mostly arrives in the same batch as the event it evaluated (in a rebuild nearly always): its
+        # effects go into that event's row as it is written, instead of updating the row after.
+        pending = {row[0]: index for index, row in enumerate(rows)}
+        full = [(*row, Jsonb([]), [], Jsonb([]), None) for row in rows]
+        later = []
+        for effects, types, failures, evaluated_at, cause in evaluations:
+            index = pending.get(cause)
+            if index is None:
+                later.append((effects, types, failures, evaluated_at, cause))
+            else:
+                full[index] = (*full[index][:7], effects, types, failures, evaluated_at)
+        if full:
+            with cursor.copy(
+                f"COPY {self.t('events_log')} (position, created, type, profile, session, store, attributes, "
+                "effects, effect_types, failures, evaluated_at) FROM STDIN"
+            ) as copy:
+                for row in full:
+                    copy.write_row(row)
+            with cursor.copy(
+                f"COPY {self.t('events_log_effect_types')} (effect_type, created, position) FROM STDIN"
+            ) as copy:
+                for row in full:
+                    for effect_type in row[8]:
+                        copy.write_row((effect_type, row[1], row[0]))
+        if later:
+            # An event is evaluated once (exactly once by the policy); were it ever again, it would keep its latest
+            # effects, and the side table its old types too.
             cursor.executemany(
                 f"UPDATE {self.t('events_log')} SET effects = %s, effect_types = %s, failures = %s, "
                 "evaluated_at = %s WHERE position = %s",
-                evaluations,
+                later,
             )
-            # An event is evaluated once (exactly once by the policy); were it ever again, its old types stay.
             cursor.executemany(
                 f"INSERT INTO {self.t('events_log_effect_types')} (effect_type, created, position) "
                 f"SELECT t, e.created, e.position FROM {self.t('events_log')} e, unnest(%s::text[]) t "
                 "WHERE e.position = %s ON CONFLICT DO NOTHING",
-                [(types, cause) for (_, types, _, _, cause) in evaluations if types],
+                [(types, cause) for (_, types, _, _, cause) in later if types],
             )
         if touched:
             cursor.executemany(
