@@ -50,7 +50,8 @@ RSS_EVERY = 5.0
 local = threading.local()
 
 
-def write(url: str, profiles: int) -> tuple[float, int]:
+def write(url: str, profiles: int) -> tuple[float, int | str]:
+    """(seconds, status); the status is the exception's name when there was no answer."""
     client = getattr(local, "client", None) or httpx.Client(timeout=30)
     local.client = client
     sid = f"soak-{uuid.uuid4().hex[:12]}"
@@ -59,9 +60,9 @@ def write(url: str, profiles: int) -> tuple[float, int]:
                                 "cartItems": [{"sku": "a", "price": 10, "quantity": 2}]}}  # fmt: skip
     started = time.perf_counter()
     try:
-        status = client.put(f"{url}/v2/customer_sessions/{sid}", json=body, headers=HEADERS).status_code
-    except httpx.HTTPError:
-        status = 0
+        status: int | str = client.put(f"{url}/v2/customer_sessions/{sid}", json=body, headers=HEADERS).status_code
+    except httpx.HTTPError as error:
+        status = type(error).__name__
     return time.perf_counter() - started, status
 
 
@@ -129,7 +130,7 @@ def soak(url: str, pid: int, rate: float, minutes: float, profiles: int) -> list
                 due += interval
             results = [f.result() for f in futures]
             latencies = [r[0] for r in results]
-            failed = Counter(str(status) for _, status in results if status != 200)  # 0: no answer (timeout)
+            failed = Counter(str(status) for _, status in results if status != 200)
             minutes_report.append({
                 "requests": len(results), "failed": sum(1 for r in results if r[1] != 200), "late": late,
                 "p50ms": round(percentile(latencies, 0.5) * 1000, 1),
