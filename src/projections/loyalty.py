@@ -66,11 +66,12 @@ class Loyalty(ReadModel):
                 total[4] = event.timestamp
         if not entries:
             return
-        cursor.executemany(
-            f"INSERT INTO {self.t('loyalty_ledger')} (position, entry, profile, amount, reason, rule_id, "
-            "name, created, cause_position, session) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            entries,
-        )
+        with cursor.copy(
+            f"COPY {self.t('loyalty_ledger')} (position, entry, profile, amount, reason, rule_id, "
+            "name, created, cause_position, session) FROM STDIN"
+        ) as copy:
+            for entry_row in entries:
+                copy.write_row(entry_row)
         table = self.t("loyalty_balances")
         cursor.executemany(
             f"INSERT INTO {table} AS b (profile, balance, earned, spent, entries, updated) "
