@@ -339,6 +339,10 @@ class DecodedEvents:
                 decoded = cls._by_app[app] = cls(app)
             return decoded
 
+    def clear(self) -> None:
+        with self.lock:
+            self.events.clear()
+
     def decode(self, rows: Sequence[DictRow]) -> list[DomainEventProtocol[UUID]]:
         """The events of these rows of the log, decoded here only if no follower of the process did already."""
         with self.lock:
