@@ -354,7 +354,7 @@ class Rulestream(CatalogService, Application[UUID]):
         return session
 
     def _get(self, aggregate_id: UUID, kind: type[T], *, fresh: bool = False) -> T | None:
-        """A session or profile to change (a copy: the cached one stays as it was if the command fails).
+        """An aggregate to change (a copy: a cached one stays as it was if the command fails).
 
         When this process is the only writer of sessions and profiles (``sole_writer``), a cached aggregate is
         current: a command takes a copy without asking the database for newer events (the library's
