@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     effects_wait_seconds: float = Field(default=2.0, validation_alias="RULESTREAM_EFFECTS_WAIT")
     pool_size: int = Field(default=16, ge=2, validation_alias="RULESTREAM_POOL_SIZE")
     aggregate_cache_size: int = Field(default=10_000, ge=1, validation_alias="RULESTREAM_AGGREGATE_CACHE")
+    """Aggregates the application keeps in memory (an LRU; queries bring a cached one up to date first)."""
     sole_writer: bool = Field(default=True, validation_alias="RULESTREAM_SOLE_WRITER")
     """This process is the only one writing sessions and profiles (one API process): commands may trust its cache
     of them without asking the database for newer events. ``rulestream api --workers N`` turns it off."""
-    """Aggregates the application keeps in memory (an LRU, fast-forwarded on every read)."""
     policy_cache_size: int = Field(default=20_000, ge=1, validation_alias="RULESTREAM_POLICY_CACHE")
     """Sessions and profiles the rule policy keeps as of the last event it read of each (an LRU)."""
     policy_state_cache_size: int = Field(default=200_000, ge=1, validation_alias="RULESTREAM_POLICY_STATE_CACHE")
