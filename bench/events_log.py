@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import random
 import statistics
 import sys
@@ -47,7 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import psycopg  # noqa: E402
-from bench.run import ADMIN_URL, fresh_database  # noqa: E402
+from bench.run import ADMIN_URL, append_results, fresh_database  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from api.db import eventsourcing_env  # noqa: E402
@@ -332,15 +330,13 @@ def main() -> int:
     text = "\n".join(table)
     sys.stdout.write(text + "\n")
     if not args.no_results:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        with (HERE / "RESULTS.md").open("a") as results:
-            results.write(
-                f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — events-log query latency, {s} vs {l_} events "
-                f"— {machine}\n\n`.venv/bin/python bench/events_log.py --rows {args.rows} --small {args.small} "
-                f"--runs {args.runs} --page-size {args.page_size}`: through `queries.events` (the API's query), "
-                f"page of {args.page_size}, parameters drawn per run; growth target (issue 7, B6): within 1.2×.\n\n"
-                f"{text}\n"
-            )
+        append_results(
+            f"events-log query latency, {s} vs {l_} events",
+            f"`.venv/bin/python bench/events_log.py --rows {args.rows} --small {args.small} --runs {args.runs} "
+            f"--page-size {args.page_size}`: through `queries.events` (the API's query), page of {args.page_size}, "
+            "parameters drawn per run; growth target (issue 7, B6): within 1.2×.",
+            text,
+        )
     return 0
 
 

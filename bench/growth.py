@@ -23,9 +23,6 @@ The events-log queries' part of B6 is ``bench/events_log.py``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import random
 import statistics
 import sys
@@ -40,7 +37,7 @@ ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from bench.run import fresh_database  # noqa: E402
+from bench.run import append_results, fresh_database  # noqa: E402
 from psycopg import sql  # noqa: E402
 from tests.builders import cart_item, session_changes  # noqa: E402
 
@@ -154,14 +151,13 @@ def main() -> None:
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if not args.no_results:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        with (HERE / "RESULTS.md").open("a") as results:
-            results.write(
-                f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — B6 write path, {args.small:,} vs {args.big:,} "
-                f"events — {machine}\n\n`.venv/bin/python bench/growth.py --runs {args.runs}`: append = "
-                "`update_session` of a new session (group commit, hash-chain trigger); session load = "
-                "`repository.get` with the aggregate cache off.\n\n" + text + "\n"
-            )
+        append_results(
+            f"B6 write path, {args.small:,} vs {args.big:,} events",
+            f"`.venv/bin/python bench/growth.py --big {args.big} --small {args.small} --runs {args.runs}`: append = "
+            "`update_session` of a new session "
+            "(group commit, hash-chain trigger); session load = `repository.get` with the aggregate cache off.",
+            text,
+        )
 
 
 if __name__ == "__main__":

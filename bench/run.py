@@ -357,10 +357,15 @@ def main() -> None:
     table += [f"| {r.name} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} |" for r in rows]
     text = "\n".join(table)
     sys.stdout.write(text + "\n")
+    append_results(f"{args.seconds} s runs", "", text)
+
+
+def append_results(title: str, preface: str, table: str) -> None:
+    """Append a table to bench/RESULTS.md under a heading with the date, the title and the machine."""
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     with (HERE / "RESULTS.md").open("a") as results:
-        results.write(f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine}, {args.seconds} s runs\n\n"
-                      f"{text}\n")  # fmt: skip
+        results.write(f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {title} — {machine}\n\n"
+                      + (f"{preface}\n\n" if preface else "") + f"{table}\n")  # fmt: skip
 
 
 if __name__ == "__main__":
