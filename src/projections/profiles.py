@@ -52,14 +52,13 @@ class Profiles(ReadModel):
                 profiles[key] = {
                     "integration_id": event.integration_id, "id": int_id(key), "created": event.timestamp,
                     "attributes": dict(event.attributes), "sessions": 0, "counted": {},
+                    "closed_sessions": 0, "total_sales": Decimal(0),
                 }  # fmt: skip
             else:
                 fold(profiles[key], event)
             profile = profiles[key]
             profile["last_activity"] = event.timestamp
             profile["version"] = event.originator_version
-            profile["closed_sessions"] = len(profile["counted"])
-            profile["total_sales"] = sum((Decimal(v) for v in profile["counted"].values()), Decimal(0))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
         cursor.executemany(
             f"INSERT INTO {self.t('profiles')} ({', '.join(COLUMNS)}) "
@@ -72,7 +71,7 @@ class Profiles(ReadModel):
 
 
 def fold(profile: dict[str, Any], event: Any) -> None:
-    counted: dict[str, str] = dict(profile["counted"])
+    """Apply one event to a profile's row (O(1): a loyal customer has counted thousands of sessions)."""
     if isinstance(event, CustomerProfile.AttributesStored):
         profile["attributes"] = {**profile["attributes"], **event.attributes}
     elif isinstance(event, CustomerProfile.DataErased):
@@ -80,9 +79,21 @@ def fold(profile: dict[str, Any], event: Any) -> None:
     elif isinstance(event, CustomerProfile.SessionStarted):
         profile["sessions"] += 1
     elif isinstance(event, CustomerProfile.SaleCounted):
-        counted[event.session_id] = event.amount
+        _count(profile, event.session_id, event.amount)
     elif isinstance(event, CustomerProfile.SaleReduced):
-        counted[event.session_id] = str(Decimal(counted.get(event.session_id, "0")) - Decimal(event.amount))
+        left = Decimal(profile["counted"].get(event.session_id, "0")) - Decimal(event.amount)
+        _count(profile, event.session_id, str(left))
     elif isinstance(event, CustomerProfile.SaleUncounted):
-        counted.pop(event.session_id, None)
-    profile["counted"] = counted
+        _count(profile, event.session_id, None)
+
+
+def _count(profile: dict[str, Any], session: str, amount: str | None) -> None:
+    """Set what a session contributes to the sales (``None``: nothing), keeping the count and total with it."""
+    before = profile["counted"].pop(session, None)
+    if before is not None:
+        profile["closed_sessions"] -= 1
+        profile["total_sales"] -= Decimal(before)
+    if amount is not None:
+        profile["counted"][session] = amount
+        profile["closed_sessions"] += 1
+        profile["total_sales"] += Decimal(amount)
