@@ -106,8 +106,8 @@ class ProfileKeys:
 
     def key(self, key_id: UUID) -> bytes | None:
         """The key with this id, or ``None`` once destroyed (for good: ids are never reused)."""
-        cached = self._by_id.get(key_id)
-        if cached and (cached[1] is None or cached[0] > time.monotonic()):
+        cached = self._cached(key_id, time.monotonic())
+        if cached is not None:
             return cached[1]
         with self.datastore.get_connection() as conn:
             row = conn.execute(
@@ -125,7 +125,7 @@ class ProfileKeys:
     def prefetch(self, key_ids: Collection[UUID]) -> None:
         """Cache these keys (those not cached already) with one query; an id not found was destroyed."""
         now = time.monotonic()
-        missing = [k for k in key_ids if not ((c := self._by_id.get(k)) and (c[1] is None or c[0] > now))]
+        missing = [k for k in key_ids if self._cached(k, now) is None]
         if not missing:
             return
         with self.datastore.get_connection() as conn:
@@ -159,6 +159,11 @@ class ProfileKeys:
             self._make_room()
             self._by_profile[profile] = (until, key_id, key)
             self._by_id[key_id] = (until, key)
+
+    def _cached(self, key_id: UUID, now: float) -> tuple[float, bytes | None] | None:
+        """The cache's entry for a key if it still holds: a live key within its TTL, or a destroyed one."""
+        cached = self._by_id.get(key_id)
+        return cached if cached and (cached[1] is None or cached[0] > now) else None
 
     def _make_room(self) -> None:
         # Bounded: an expired or erased entry is cheap to look up again. Called under the lock.
