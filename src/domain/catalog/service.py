@@ -12,6 +12,7 @@ its pointer rather than silently rounded: an auditor reading the log must see ex
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -29,6 +30,7 @@ from domain.errors import AttributeInvalid, InvalidInput, Problem, pointer
 R = TypeVar("R")
 
 IMPRECISE = "Number too precise"
+_CHANGES_LOCK = threading.Lock()
 
 
 class CatalogService(Application[UUID]):
@@ -86,7 +88,8 @@ class CatalogService(Application[UUID]):
 
     def catalog_saved(self) -> None:
         """This process saved a change of the catalog: its next read brings the cached one up to date."""
-        self._catalog_changes += 1
+        with _CHANGES_LOCK:  # two saves at once must both count: a lost increment could let a stale read pass
+            self._catalog_changes += 1
 
     def create_attribute(self, entity: str, name: str, type_: str, **fields: Any) -> AttributeInfo:
         """Declare a custom attribute (``AttributeCatalog.create_attribute``), maybe a new event type."""
