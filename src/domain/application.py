@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -111,6 +112,7 @@ class Rulestream(CatalogService, Application[UUID]):
 
         def attempt() -> Outcome:
             session = self._get(session_id(integration_id), CustomerSession)
+            counted = session.total if session is not None and session.counts_as_sale else None
             profile_key = changes.get("profileId") or (session.profile_id if session else None)
             profile = self._profile_for(profile_key)
             if session is None:
@@ -128,7 +130,7 @@ class Rulestream(CatalogService, Application[UUID]):
                     )
             else:
                 self._move(session, changes, state or session.state)
-            self._keep_sales(session, profile)
+            self._keep_sales(session, profile, counted)
             return self._commit(session, profile, dry=dry)
 
         return self._retrying(attempt)
@@ -149,8 +151,9 @@ class Rulestream(CatalogService, Application[UUID]):
         def attempt() -> Outcome:
             session = self._require_session(integration_id)
             profile = self._profile_for(session.profile_id)
+            counted = session.total
             session.reopen()
-            self._keep_sales(session, profile)
+            self._keep_sales(session, profile, counted)
             return self._commit(session, profile, dry=dry)
 
         return self._retrying(attempt)
@@ -328,15 +331,19 @@ class Rulestream(CatalogService, Application[UUID]):
             raise InvalidInput.at("/customerSession/state", f"unknown session state '{target}'")
 
     @staticmethod
-    def _keep_sales(session: CustomerSession, profile: CustomerProfile | None) -> None:
-        """Let the profile's sales follow the session: counted while closed, not after revoke or reopen."""
+    def _keep_sales(session: CustomerSession, profile: CustomerProfile | None, counted: Decimal | None) -> None:
+        """Let the profile's sales follow the session: counted while closed, not after revoke or reopen.
+
+        ``counted`` is what the session counted with before the command (``None``: it did not count). A counted
+        session cannot change its profile (only open sessions take changes), so it counted in this profile.
+        """
         if profile is None or session.profile_id != profile.integration_id:
             return
-        counted = session.integration_id in profile.counted_sessions
-        if session.state == CLOSED and not counted:
+        if session.counts_as_sale and counted is None:
             profile.count_sale(session.integration_id, session.total)
-        elif session.state in (OPEN, CANCELLED) and counted:
-            profile.uncount_sale(session.integration_id, "reopened" if session.state == OPEN else "cancelled")
+        elif not session.counts_as_sale and counted is not None:
+            reason = "reopened" if session.state == OPEN else "cancelled"
+            profile.uncount_sale(session.integration_id, counted, reason)
 
     def _profile_for(self, integration_id: str | None) -> CustomerProfile | None:
         """The profile with this integration id; an unknown one is registered empty (Talon.One does the same)."""

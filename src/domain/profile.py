@@ -3,6 +3,12 @@
 ``closedSessions`` and ``totalSales`` follow Talon.One: a session counts when it closes; cancelling (revoking) or
 reopening it takes it out again; returned items reduce the sales. The profile learns of these through bookkeeping
 events recorded in the same atomic append as the session's own event, so both streams always agree.
+
+Whether a session counts, and with how much, is the session's to say (``CustomerSession.counts_as_sale`` and its
+``total``): every bookkeeping event carries its amount, and the profile keeps only the two sums, so a loyal
+customer's profile stays the same size however many sessions they close. Version 1 of these events (recorded
+before) left the amount of an uncounted sale unsaid; for those alone the profile remembers what each session
+counted (``legacy_sales``), so old logs replay to the same figures.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ class CustomerProfile(Stream):
         self.total_sales = Decimal(0)
         self.sessions = 0
         """How many sessions have named this profile (Talon.One's ``firstSession`` is true for the first)."""
-        self.counted_sessions: dict[str, str] = {}
-        """Session integration id → the sales amount it currently contributes (a Decimal as a string)."""
+        self.legacy_sales: dict[str, str] = {}
+        """Session integration id → the amount it counts, for sessions counted by version 1 events only."""
         self.erased_at: int | None = None
         """The version of the last erasure, if the customer asked to be forgotten."""
 
@@ -66,31 +72,54 @@ class CustomerProfile(Stream):
     class SaleCounted(Stream.Event):
         """A session of this profile closed: it counts, with its total."""
 
+        class_version = 2
+
         session_id: str
         amount: str
+        legacy: bool = False
+        """Recorded as version 1: a later version 1 ``SaleUncounted`` will not say the amount to take out."""
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["legacy"] = True
 
         def apply(self, aggregate: Any) -> None:
-            aggregate._count(self.session_id, Decimal(self.amount))
+            aggregate.closed_sessions += 1
+            aggregate.total_sales += Decimal(self.amount)
+            if self.legacy:
+                aggregate.legacy_sales[self.session_id] = self.amount
 
     class SaleReduced(Stream.Event):
-        """Items of a counted session were returned."""
+        """Items of a counted session were returned: its amount is taken off the sales."""
 
         session_id: str
         amount: str
 
         def apply(self, aggregate: Any) -> None:
-            if self.session_id in aggregate.counted_sessions:
-                left = Decimal(aggregate.counted_sessions[self.session_id]) - Decimal(self.amount)
-                aggregate._count(self.session_id, left)
+            aggregate.total_sales -= Decimal(self.amount)
+            if self.session_id in aggregate.legacy_sales:
+                left = Decimal(aggregate.legacy_sales[self.session_id]) - Decimal(self.amount)
+                aggregate.legacy_sales[self.session_id] = str(left)
 
     class SaleUncounted(Stream.Event):
-        """A counted session was revoked or reopened: it no longer counts."""
+        """A counted session was revoked or reopened: it no longer counts, nor the amount it counted with."""
+
+        class_version = 2
 
         session_id: str
         reason: str
+        amount: str | None
+        """What the session counted with (``None`` in version 1 events: the profile remembers it)."""
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["amount"] = None
 
         def apply(self, aggregate: Any) -> None:
-            aggregate._count(self.session_id, None)
+            remembered = aggregate.legacy_sales.pop(self.session_id, None)
+            amount = self.amount if self.amount is not None else remembered
+            aggregate.closed_sessions -= 1
+            aggregate.total_sales -= Decimal(amount or 0)
 
     class CustomEventTracked(Stream.Event):
         """A custom event of this customer not bound to a session."""
@@ -128,15 +157,17 @@ class CustomerProfile(Stream):
         self.trigger_event(self.SessionStarted, session_id=session_id)
 
     def count_sale(self, session_id: str, amount: Decimal) -> None:
+        """A session of this profile now counts as a sale (it closed), with its total."""
         self.trigger_event(self.SaleCounted, session_id=session_id, amount=str(amount))
 
     def reduce_sale(self, session_id: str, amount: Decimal) -> None:
-        if session_id in self.counted_sessions and amount:
+        """Items of a counted session were returned (the caller knows it counts: it is closed or returned)."""
+        if amount:
             self.trigger_event(self.SaleReduced, session_id=session_id, amount=str(amount))
 
-    def uncount_sale(self, session_id: str, reason: str) -> None:
-        if session_id in self.counted_sessions:
-            self.trigger_event(self.SaleUncounted, session_id=session_id, reason=reason)
+    def uncount_sale(self, session_id: str, amount: Decimal, reason: str) -> None:
+        """A counted session, counting ``amount`` now, no longer counts (revoked or reopened)."""
+        self.trigger_event(self.SaleUncounted, session_id=session_id, reason=reason, amount=str(amount))
 
     def track(self, event_type: str, attributes: Mapping[str, Any]) -> None:
         self.trigger_event(self.CustomEventTracked, event_type=event_type, attributes=dict(attributes))
@@ -145,14 +176,3 @@ class CustomerProfile(Stream):
         """Forget the customer's personal data (records nothing if nothing happened since the last one)."""
         if self.erased_at is None or self.erased_at != self.version:
             self.trigger_event(self.DataErased)
-
-    def _count(self, session_id: str, amount: Decimal | None) -> None:
-        """Set what a session contributes (None: nothing). O(1): a loyal customer has thousands of sessions."""
-        before = self.counted_sessions.pop(session_id, None)
-        if before is not None:
-            self.closed_sessions -= 1
-            self.total_sales -= Decimal(before)
-        if amount is not None:
-            self.counted_sessions[session_id] = str(amount)
-            self.closed_sessions += 1
-            self.total_sales += amount

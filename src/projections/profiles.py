@@ -1,7 +1,8 @@
 """Customer profiles as they stand now: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``.
 
 The fold mirrors ``domain.profile.CustomerProfile``: a session counts in the sales while closed, with its total;
-returns reduce it; revoking or reopening takes it out.
+returns reduce it; revoking or reopening takes it out. ``counted`` holds, as the profile's ``legacy_sales`` does,
+the amounts of sessions counted by version 1 events only (empty for everything recorded since).
 """
 
 from __future__ import annotations
@@ -79,21 +80,16 @@ def fold(profile: dict[str, Any], event: Any) -> None:
     elif isinstance(event, CustomerProfile.SessionStarted):
         profile["sessions"] += 1
     elif isinstance(event, CustomerProfile.SaleCounted):
-        _count(profile, event.session_id, event.amount)
-    elif isinstance(event, CustomerProfile.SaleReduced):
-        left = Decimal(profile["counted"].get(event.session_id, "0")) - Decimal(event.amount)
-        _count(profile, event.session_id, str(left))
-    elif isinstance(event, CustomerProfile.SaleUncounted):
-        _count(profile, event.session_id, None)
-
-
-def _count(profile: dict[str, Any], session: str, amount: str | None) -> None:
-    """Set what a session contributes to the sales (``None``: nothing), keeping the count and total with it."""
-    before = profile["counted"].pop(session, None)
-    if before is not None:
-        profile["closed_sessions"] -= 1
-        profile["total_sales"] -= Decimal(before)
-    if amount is not None:
-        profile["counted"][session] = amount
         profile["closed_sessions"] += 1
-        profile["total_sales"] += Decimal(amount)
+        profile["total_sales"] += Decimal(event.amount)
+        if event.legacy:
+            profile["counted"][event.session_id] = event.amount
+    elif isinstance(event, CustomerProfile.SaleReduced):
+        profile["total_sales"] -= Decimal(event.amount)
+        if event.session_id in profile["counted"]:
+            left = Decimal(profile["counted"][event.session_id]) - Decimal(event.amount)
+            profile["counted"][event.session_id] = str(left)
+    elif isinstance(event, CustomerProfile.SaleUncounted):
+        remembered = profile["counted"].pop(event.session_id, None)
+        profile["closed_sessions"] -= 1
+        profile["total_sales"] -= Decimal(event.amount if event.amount is not None else remembered or 0)
