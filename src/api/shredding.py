@@ -4,7 +4,8 @@ The log cannot forget (a trigger refuses UPDATE and DELETE, and the hash chains 
 fields of an event — a profile's attributes, the attributes of its custom events (on its own stream or on a
 session) — are stored sealed with AES-GCM under a data key of that profile, kept in a separate, ordinary table
 (``<app>_profile_keys``). Erasing a customer destroys their key: the stored bytes (and so the hash chains)
-stay as they were, the events stay countable, and the sealed fields decode as ``ERASED``.
+stay as they were, the events stay countable, and the sealed fields decode as ``ERASED``. A profile's snapshots
+(``Rulestream.snapshotting_intervals``) hold its attributes too: sealed alike, under the same key.
 
 This is infrastructure, wired through the library's own seams: ``ShreddingFactory`` is the
 ``PERSISTENCE_MODULE`` (the Postgres factory whose mappers seal and unseal), so every mapper the application
@@ -28,9 +29,10 @@ from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
 from domain.application import Rulestream, profile_id
@@ -40,9 +42,11 @@ from domain.session import CustomerSession
 SEALED = "_sealed"
 KEY_TTL = 5.0
 
-PROFILE_PERSONAL = (
-    CustomerProfile.Registered, CustomerProfile.AttributesStored, CustomerProfile.CustomEventTracked
-)
+PROFILE_TOPIC = get_topic(CustomerProfile)
+SNAPSHOT_FIELD = "state.attributes"
+"""Where a profile snapshot's personal data is: the attributes inside its ``state``."""
+
+PROFILE_PERSONAL = (CustomerProfile.Registered, CustomerProfile.AttributesStored, CustomerProfile.CustomEventTracked)
 
 
 def personal_data(event: Any) -> tuple[UUID, str] | None:
@@ -180,19 +184,31 @@ class ShreddingMapper(Mapper[UUID]):
         self.keys = keys
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        if _is_profile_snapshot(domain_event):
+            return super().to_stored_event(self._seal_snapshot(domain_event))
         personal = personal_data(domain_event)
         if personal is None:
             return super().to_stored_event(domain_event)
         owner, field = personal
-        key_id, key = self.keys.key_for(owner)
         state = dict(vars(domain_event))
-        nonce = os.urandom(12)
-        plain = self.transcoder.encode(state[field])
-        sealed = AESGCM(key).encrypt(nonce, plain, self._aad(domain_event, field))
-        state[field] = {SEALED: 1, "kid": str(key_id), "nonce": _b64(nonce), "ct": _b64(sealed)}
+        state[field] = self._seal(owner, domain_event, field, state[field])
         clone = object.__new__(type(domain_event))
         object.__setattr__(clone, "__dict__", state)
         return super().to_stored_event(clone)
+
+    def _seal(self, owner: UUID, event: Any, field: str, value: Any) -> dict[str, Any]:
+        key_id, key = self.keys.key_for(owner)
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, self.transcoder.encode(value), self._aad(event, field))
+        return {SEALED: 1, "kid": str(key_id), "nonce": _b64(nonce), "ct": _b64(sealed)}
+
+    def _seal_snapshot(self, snapshot: Any) -> Any:
+        inner = dict(snapshot.state)
+        if inner.get("attributes"):
+            inner["attributes"] = self._seal(snapshot.originator_id, snapshot, SNAPSHOT_FIELD, inner["attributes"])
+        clone = object.__new__(type(snapshot))
+        object.__setattr__(clone, "__dict__", {**vars(snapshot), "state": inner})
+        return clone
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         return self._open(super().to_domain_event(stored_event))
@@ -210,6 +226,9 @@ class ShreddingMapper(Mapper[UUID]):
         for field, value in state.items():
             if _is_sealed(value):
                 state[field] = self._unseal(event, field, value)
+        if _is_profile_snapshot(event) and _is_sealed(state["state"].get("attributes")):
+            inner = state["state"] = dict(state["state"])
+            inner["attributes"] = self._unseal(event, SNAPSHOT_FIELD, inner["attributes"])
         if isinstance(event, CustomerProfile.DataErased):
             self.keys.forget(event.originator_id)
         return event
@@ -265,6 +284,10 @@ class ShreddingFactory(PostgresFactory):
             cipher=self.cipher(),
             compressor=self.compressor(),
         )
+
+
+def _is_profile_snapshot(event: Any) -> bool:
+    return isinstance(event, Snapshot) and event.topic == PROFILE_TOPIC
 
 
 def _is_sealed(value: Any) -> bool:

@@ -8,7 +8,6 @@ succeed, in some order, and none is lost. ``dry=True`` runs the same decisions a
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import IntegrityError
 
 from domain.anonymous import AnonymousEvent
@@ -57,6 +56,9 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 100
 
 
+PROFILE_SNAPSHOT_EVERY = 100
+
+
 def session_id(integration_id: str) -> UUID:
     return natural_id("session", integration_id)
 
@@ -90,6 +92,9 @@ class Rulestream(CatalogService, Application[UUID]):
     """Customer sessions, customer profiles, custom events and API keys, in one ordered log."""
 
     name = "rulestream"
+    snapshotting_intervals = {CustomerProfile: PROFILE_SNAPSHOT_EVERY}
+    """A profile's history grows with every session its customer closes; loading one that is not cached (or
+    as of a version, for the policy) reads its latest snapshot and at most this many events after it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -225,9 +230,7 @@ class Rulestream(CatalogService, Application[UUID]):
                 if session is None:
                     raise InvalidInput.at("/sessionId", f"no customer session '{session_integration_id}'")
                 if profile_integration_id and session.profile_id and session.profile_id != profile_integration_id:
-                    raise InvalidInput.at(
-                        "/profileId", f"the session belongs to profile '{session.profile_id}'"
-                    )
+                    raise InvalidInput.at("/profileId", f"the session belongs to profile '{session.profile_id}'")
             profile = self._profile_for(profile_integration_id or (session.profile_id if session else None))
             if session is not None:
                 session.track(event_type, values, profile.integration_id if profile else None)
@@ -393,16 +396,14 @@ class Rulestream(CatalogService, Application[UUID]):
         return aggregate
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """The library's save; a conflict evicts the aggregates from the cache, a success caches sessions and
-        profiles as saved (see ``_get``)."""
-        cache = self.repository.cache
+        """The library's save; a conflict brings the cached aggregates up to the log (the retry decides on
+        them), a success caches sessions and profiles as saved (see ``_get``)."""
         try:
             recordings = super().save(*objs, **kwargs)
         except IntegrityError:
             for obj in objs:
-                if cache is not None and isinstance(obj, Stream):
-                    with contextlib.suppress(KeyError):
-                        cache.get(obj.id, evict=True)
+                if isinstance(obj, Stream):
+                    self._catch_up_cached(obj.id)
             raise
         if any(isinstance(obj, AttributeCatalog) for obj in objs):
             self.catalog_saved()
@@ -411,6 +412,35 @@ class Rulestream(CatalogService, Application[UUID]):
                 if isinstance(obj, CustomerSession | CustomerProfile):
                     self._cache_if_newer(obj)
         return recordings
+
+    def _catch_up_cached(self, aggregate_id: UUID) -> None:
+        """Read the events a cached aggregate lacks (after a conflict: another command, here or elsewhere, got
+        there first). Cheaper than evicting it: a profile's whole history would be read again."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        try:
+            cached: Any = cache.get(aggregate_id)
+        except KeyError:
+            return
+        newer = list(self.repository.event_store.get(aggregate_id, gt=cached.version))
+        caught_up: Stream | None = project_aggregate(deepcopy(cached), newer) if newer else None
+        if caught_up is not None:
+            self._cache_if_newer(caught_up)
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """Snapshot a profile whose version crossed a multiple of the interval, from the aggregate just saved.
+
+        The library's own would read the profile back from the log to take it (a query and a replay per
+        snapshot); the saved aggregate is the same state, in memory.
+        """
+        if self.snapshots is None:
+            return
+        for aggregate in processing_event.aggregates.values():
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            events = [e for e in processing_event.events if e.originator_id == aggregate.id]
+            if interval and events and events[0].originator_version <= aggregate.version // interval * interval:
+                self.snapshots.put([Snapshot.take(aggregate)])
 
     def _cache_if_newer(self, aggregate: Stream) -> None:
         """Cache a session or profile unless a newer version is cached already (two commands finishing in either
