@@ -79,6 +79,11 @@ class Follower(ABC):
     batch_size: int = 500
     announces: bool = False
     """Whether each committed batch is announced on ``PROGRESS_CHANNEL``."""
+    durable: bool = True
+    """Whether a batch's commit waits for the WAL to reach disk. A follower whose tables are only derived from
+    the log (a read model) need not: if PostgreSQL crashes, its last batches are lost together with the
+    checkpoint that counted them (one transaction), and are applied again. The policy records effects in the
+    log, and deliveries reach the outside world: they wait."""
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
         """Create the follower's tables (idempotent)."""
@@ -188,6 +193,8 @@ class FollowerRunner:
         name = self.follower.name
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                if not self.follower.durable:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
                 stored = self._lock_checkpoint(cursor)
                 if stored != self.checkpoint:
                     # A rebuild switched this read model over, or another runner went ahead: continue from there.

@@ -57,6 +57,7 @@ class ReadModel(Follower):
     model: ClassVar[str]
     tables: ClassVar[Sequence[Table]]
     batch_size = 1000
+    durable = False  # rebuilt from the log at will: a batch lost in a crash is applied again
 
     def __init__(self, app: Rulestream, *, generation: int | None = None) -> None:
         self.app = app
