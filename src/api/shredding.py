@@ -103,7 +103,14 @@ class ProfileKeys:
                 ).format(self.table),
                 (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile),
             ).fetchone()
-        assert row is not None
+            if row is None:
+                # Another transaction inserted the profile's key after this statement's snapshot was taken (the
+                # insert waited for it, then did nothing): a new statement sees it.
+                row = conn.execute(
+                    sql.SQL("SELECT key_id, data_key FROM {} WHERE profile_id = %s").format(self.table), (profile,)
+                ).fetchone()
+        if row is None:
+            raise RuntimeError(f"no data key for profile {profile}")
         key_id, key = row["key_id"], bytes(row["data_key"])
         self._remember(profile, key_id, key)
         return key_id, key

@@ -45,3 +45,25 @@ def test_a_page_decodes_with_the_keys_fetched_at_once_and_an_erased_customer_rea
         assert sorted(v[1] is None for v in mapper.keys._by_id.values()) == [False, True]
     finally:
         fresh.close()
+
+
+def test_processes_creating_a_profile_key_at_the_same_time_all_get_the_one_key(rulestream: Rulestream) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.shredding import ProfileKeys
+
+    shared: ProfileKeys = rulestream.factory.profile_keys  # type: ignore[attr-defined]
+    table = "rulestream_profile_keys"
+    for _ in range(5):
+        profile = profile_id(f"p-{uuid.uuid4().hex[:8]}")
+        barrier = threading.Barrier(8)
+
+        def first_use(profile: uuid.UUID, barrier: threading.Barrier) -> tuple[uuid.UUID, bytes]:
+            keys = ProfileKeys(shared.datastore, table)  # one per process: no cache in common
+            barrier.wait()
+            return keys.key_for(profile)
+
+        with ThreadPoolExecutor(8) as pool:
+            got = set(pool.map(first_use, [profile] * 8, [barrier] * 8))
+        assert len(got) == 1  # all eight agree, none failed (the loser of the insert reads the winner's key)
