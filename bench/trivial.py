@@ -18,4 +18,5 @@ def echo(body: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+                timeout_keep_alive=75)  # as `rulestream serve` (api.cli.KEEP_ALIVE_SECONDS)
