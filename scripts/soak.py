@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -47,6 +48,8 @@ HEADERS = {"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}
 CACHES = ("RULESTREAM_AGGREGATE_CACHE", "RULESTREAM_POLICY_CACHE", "RULESTREAM_POLICY_STATE_CACHE",
           "RULESTREAM_KEY_CACHE")  # fmt: skip
 RSS_EVERY = 5.0
+ARENAS = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+"""The server runs as ``bin/start`` and the Docker image run it: with two malloc arenas (README, "Soak")."""
 local = threading.local()
 
 
@@ -159,7 +162,7 @@ def main() -> int:
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     try:
-        server = start_server(database, Path(tempfile.mkdtemp()) / "server.log", caches)
+        server = start_server(database, Path(tempfile.mkdtemp()) / "server.log", {**ARENAS, **caches})
         try:
             measure = (server.url, args.measure_seconds, args.threads, args.profiles)
             maximum = measure_max(*measure) if args.rate is None else None
