@@ -18,8 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE.parent)]
 
@@ -28,6 +26,7 @@ from bench.run import (  # noqa: E402
     INTEGRATION_KEY,
     MANAGEMENT_KEY,
     append_results,
+    declare_rule,
     free_port,
     fresh_database,
     lua,
@@ -72,24 +71,7 @@ def run_once(tree: Path, seconds: int, serve: bool) -> dict[str, float]:
             processes[group] = start([sys.executable, "-m", "api.cli", "worker", group], env, None)
     try:
         url = f"http://127.0.0.1:{port}"
-        manage = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
-        httpx.post(f"{url}/v1/attributes", headers=manage, json={
-            "entity": "Event", "eventType": "bench_purchase", "name": "amount", "title": "amount", "type": "number",
-            "description": "", "suggestions": [], "editable": True}).raise_for_status()  # fmt: skip
-        httpx.post(
-            f"{url}/v1/rules",
-            headers=manage,
-            json={
-                "name": "a point per euro",
-                "trigger": ["bench_purchase"],
-                "effects": [
-                    {
-                        "effectType": "addLoyaltyPoints",
-                        "props": {"name": "p", "value": {"attr": "event.attributes.amount"}},
-                    }
-                ],
-            },
-        ).raise_for_status()
+        declare_rule(url)
         before = {name: cpu_seconds(p.pid) for name, p in processes.items()} | {"postgres": postgres_cpu()}
         rate, p99 = wrk(url, lua("POST", '"/v2/events"', EVENT_BODY), seconds)
         after = {name: cpu_seconds(p.pid) for name, p in processes.items()} | {"postgres": postgres_cpu()}

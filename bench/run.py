@@ -140,6 +140,18 @@ SESSION_BODY = (
 # -- the benchmarks --------------------------------------------------------------------------------------
 
 
+def declare_rule(url: str) -> None:
+    """B1's setup through the Management API: the event's ``amount`` attribute and a rule on it."""
+    manage = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    httpx.post(f"{url}/v1/attributes", headers=manage, json={
+        "entity": "Event", "eventType": "bench_purchase", "name": "amount", "title": "amount", "type": "number",
+        "description": "", "suggestions": [], "editable": True}).raise_for_status()  # fmt: skip
+    httpx.post(f"{url}/v1/rules", headers=manage, json={
+        "name": "a point per euro", "trigger": ["bench_purchase"],
+        "effects": [{"effectType": "addLoyaltyPoints",
+                     "props": {"name": "p", "value": {"attr": "event.attributes.amount"}}}]}).raise_for_status()
+
+
 def bench_http(seconds: int, rows: list[Row], only: set[str], split: bool = False) -> None:
     database = fresh_database("rulestream_bench")
     port, trivial_port = free_port(), free_port()
@@ -155,14 +167,7 @@ def bench_http(seconds: int, rows: list[Row], only: set[str], split: bool = Fals
     trivial = start([sys.executable, str(HERE / "trivial.py"), str(trivial_port)], {}, f"http://127.0.0.1:{trivial_port}/docs")
     try:
         url = f"http://127.0.0.1:{port}"
-        manage = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
-        httpx.post(f"{url}/v1/attributes", headers=manage, json={
-            "entity": "Event", "eventType": "bench_purchase", "name": "amount", "title": "amount", "type": "number",
-            "description": "", "suggestions": [], "editable": True}).raise_for_status()  # fmt: skip
-        httpx.post(f"{url}/v1/rules", headers=manage, json={
-            "name": "a point per euro", "trigger": ["bench_purchase"],
-            "effects": [{"effectType": "addLoyaltyPoints",
-                         "props": {"name": "p", "value": {"attr": "event.attributes.amount"}}}]}).raise_for_status()
+        declare_rule(url)
         trivial_rate, trivial_p99 = wrk(
             f"http://127.0.0.1:{trivial_port}", lua("POST", '"/echo"', EVENT_BODY), seconds
         )
