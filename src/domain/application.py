@@ -8,6 +8,7 @@ succeed, in some order, and none is lost. ``dry=True`` runs the same decisions a
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -396,14 +397,19 @@ class Rulestream(CatalogService, Application[UUID]):
         return aggregate
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """The library's save; a conflict brings the cached aggregates up to the log (the retry decides on
-        them), a success caches sessions and profiles as saved (see ``_get``)."""
+        """The library's save; a conflict brings cached sessions and profiles up to the log (the retry decides
+        on them) and evicts other aggregates, a success caches sessions and profiles as saved (see ``_get``)."""
+        cache = self.repository.cache
         try:
             recordings = super().save(*objs, **kwargs)
         except IntegrityError:
             for obj in objs:
-                if isinstance(obj, Stream):
+                if isinstance(obj, CustomerSession | CustomerProfile):
                     self._catch_up_cached(obj.id)
+                elif isinstance(obj, Stream) and cache is not None:
+                    # Others (the catalog, the key ring) may be changed in their cached copy: read afresh.
+                    with contextlib.suppress(KeyError):
+                        cache.get(obj.id, evict=True)
             raise
         if any(isinstance(obj, AttributeCatalog) for obj in objs):
             self.catalog_saved()
@@ -414,8 +420,9 @@ class Rulestream(CatalogService, Application[UUID]):
         return recordings
 
     def _catch_up_cached(self, aggregate_id: UUID) -> None:
-        """Read the events a cached aggregate lacks (after a conflict: another command, here or elsewhere, got
-        there first). Cheaper than evicting it: a profile's whole history would be read again."""
+        """Read the events a cached session or profile lacks (after a conflict: another command, here or
+        elsewhere, got there first). Cheaper than evicting it: a profile's whole history would be read again.
+        Commands change copies of these (``_get``), so the cached one is as some command saved it."""
         cache = self.repository.cache
         if cache is None:
             return
