@@ -130,6 +130,16 @@ class EffectsReader:
         self.progress = PolicyProgress(app)
         self._rules: tuple[str, RuleIndex] = ("", RuleIndex())
         self._rules_lock = threading.Lock()
+        recorder: Any = app.recorder
+        self._recorded_statement = (
+            sql.SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {} "
+                "WHERE originator_id = ANY(%s) AND originator_version = 1"
+            )
+            .format(sql.Identifier(recorder.events_table_name))
+            .as_bytes(None)
+        )
+        """Rendered once: psycopg renders an ``sql.Composed`` again on every execution."""
 
     def stop(self) -> None:
         self.progress.stop()
@@ -155,14 +165,7 @@ class EffectsReader:
         ids = [evaluation_id(originator_id, version) for originator_id, version in causes]
         recorder: Any = self.app.recorder
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(
-                sql.SQL(
-                    "SELECT originator_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = ANY(%s) AND originator_version = 1"
-                ).format(sql.Identifier(recorder.events_table_name)),
-                (ids,),
-                prepare=True,
-            )
+            cursor.execute(self._recorded_statement, (ids,), prepare=True)
             rows = cursor.fetchall()
         found: dict[Any, Any] = {}
         for row in rows:

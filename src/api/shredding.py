@@ -71,6 +71,18 @@ class ProfileKeys:
         self.cache_size = cache_size
         schema = sql.Identifier(datastore.schema or "public")
         self.table = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
+        self._create_statement = (
+            sql.SQL(
+                "WITH made AS (INSERT INTO {0} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
+                "ON CONFLICT (profile_id) DO NOTHING RETURNING key_id, data_key) "
+                "SELECT key_id, data_key FROM made "
+                "UNION ALL SELECT key_id, data_key FROM {0} WHERE profile_id = %s LIMIT 1"
+            )
+            .format(self.table)
+            .as_bytes(None)
+        )
+        """A new customer's key, or the one a concurrent command made; rendered once (a command per new
+        customer runs it)."""
         self._lock = threading.Lock()
         self._by_profile: dict[UUID, tuple[float, UUID, bytes]] = {}
         self._by_id: dict[UUID, tuple[float, bytes | None]] = {}
@@ -95,13 +107,7 @@ class ProfileKeys:
             # the log up to and including this key (one fsync per command, not two).
             conn.execute("SET LOCAL synchronous_commit = off")
             row = conn.execute(
-                sql.SQL(
-                    "WITH made AS (INSERT INTO {0} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (profile_id) DO NOTHING RETURNING key_id, data_key) "
-                    "SELECT key_id, data_key FROM made "
-                    "UNION ALL SELECT key_id, data_key FROM {0} WHERE profile_id = %s LIMIT 1"
-                ).format(self.table),
-                (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile),
+                self._create_statement, (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile), prepare=True
             ).fetchone()
             if row is None:
                 # Another transaction inserted the profile's key after this statement's snapshot was taken (the

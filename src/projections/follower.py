@@ -121,6 +121,15 @@ class FollowerRunner:
         self.events_table = recorder.events_table_name
         self.tracking_table = recorder.tracking_table_name
         self.channel = recorder.channel_name
+        self._read_statement = (
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            )
+            .format(sql.Identifier(self.events_table))
+            .as_bytes(None)
+        )
+        """Rendered once: psycopg renders an ``sql.Composed`` again on every execution."""
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -219,14 +228,7 @@ class FollowerRunner:
 
     def read(self, cursor: psycopg.Cursor[DictRow], after: int, limit: int) -> list[Recorded]:
         """The next ``limit`` events of the log after position ``after``, decoded, read in ``cursor``'s transaction."""
-        cursor.execute(
-            sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-            ).format(sql.Identifier(self.events_table)),
-            (after, limit),
-            prepare=True,
-        )
+        cursor.execute(self._read_statement, (after, limit), prepare=True)
         rows = cursor.fetchall()
         events = DecodedEvents.of(self.app).decode(rows)
         return [Recorded(row["notification_id"], event, row["topic"]) for row, event in zip(rows, events, strict=True)]
