@@ -177,6 +177,32 @@ def test_the_effect_type_filter_equals_filtering_every_event_in_every_order_and_
         assert page == having[1:3]
 
 
+def test_the_type_filter_with_several_types_equals_filtering_every_event_in_every_order_and_combination(
+    rulestream: Rulestream, ids: dict[str, list[str]]
+) -> None:
+    everything = all_events(rulestream)
+    pid = ids["profiles"][1]
+    middle = everything[len(everything) // 2]
+    for types in (["talon_session_closed", "cart_viewed"], ["cart_viewed", "review_posted", "talon_session_closed"],
+                  ["review_posted", "review_posted"], ["cart_viewed", "no_such_type"]):  # fmt: skip
+        having = [r for r in everything if r["type"] in types]
+        assert having or types[-1] == "no_such_type"
+        assert all_events(rulestream, types=types) == having
+        assert all_events(rulestream, types=types, descending=True) == having[::-1]
+        assert all_events(rulestream, types=types, profile=pid) == [r for r in having if r["profile"] == pid]
+        assert all_events(rulestream, types=types, created_after=middle["created"]) == [
+            r for r in having if r["created"] > middle["created"]
+        ]
+        assert all_events(rulestream, types=types, after=middle["position"]) == sorted(
+            (r for r in having if r["position"] > middle["position"]), key=lambda r: r["position"]
+        )
+        for skip in (0, 1, 3):
+            page, more = queries.events(rulestream, EventFilter(types=types), 2, skip)
+            assert page == having[skip : skip + 2] and more == (len(having) > skip + 2)
+            page, _ = queries.events(rulestream, EventFilter(types=types, descending=True), 2, skip)
+            assert page == having[::-1][skip : skip + 2]
+
+
 def test_the_events_log_pages_by_offset_and_by_cursor_without_gaps_or_repeats(
     rulestream: Rulestream, ids: dict[str, list[str]]
 ) -> None:
@@ -204,6 +230,8 @@ def test_the_events_log_pages_by_offset_and_by_cursor_without_gaps_or_repeats(
 
 FILTERS = {
     "type": EventFilter(types=["talon_session_closed", "cart_viewed"]),
+    "type, -created": EventFilter(types=["talon_session_closed", "cart_viewed"], descending=True),
+    "type + profile": EventFilter(types=["talon_session_closed", "cart_viewed"], profile="p-x"),
     "one type": EventFilter(types=["talon_session_closed"]),
     "createdBefore": EventFilter(created_before=datetime(2000, 1, 1, tzinfo=UTC)),
     "createdAfter": EventFilter(created_after=datetime(2100, 1, 1, tzinfo=UTC)),
