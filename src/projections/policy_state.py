@@ -118,43 +118,53 @@ class PolicyState:
         self._balances: set[str] = set()
 
     def flush(self) -> None:
-        """Write what this batch buffered (many rows per statement); reads of the buffered tables call it first."""
-        execute = self.cursor.executemany
-        if self._history:
-            execute(
-                "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                self._history,
-            )
-        if self._firings:
-            execute("INSERT INTO policy_firings (rule_id, profile_id, at) VALUES (%s, %s, %s)", self._firings)
-        if self._budgets:
-            execute(
-                "INSERT INTO policy_budgets (rule_id, points, discount) VALUES (%s, %s, %s) "
-                "ON CONFLICT (rule_id) DO UPDATE SET points = policy_budgets.points + EXCLUDED.points, "
-                "discount = policy_budgets.discount + EXCLUDED.discount",
-                [(rule, p, d) for rule, (p, d) in self._budgets.items()],
-            )
-        if self._matches:
-            execute(
-                "INSERT INTO policy_matches (rule_id, profile_id, matches) VALUES (%s, %s, %s) "
-                "ON CONFLICT (rule_id, profile_id) DO UPDATE SET matches = policy_matches.matches + EXCLUDED.matches",
-                [(rule, profile, n) for (rule, profile), n in self._matches.items()],
-            )
-        if self._sessions:
-            execute(
-                "INSERT INTO policy_sessions (session_id, profile_id, ledger) VALUES (%s, %s, %s) "
-                "ON CONFLICT (session_id) DO UPDATE SET ledger = EXCLUDED.ledger, profile_id = EXCLUDED.profile_id",
-                [(sid, profile, Jsonb(ledger.to_record())) for sid, (profile, ledger) in self._sessions.items()],
-            )
-        if self._balances:
-            execute(
-                "INSERT INTO policy_balances (profile_id, active, pending) VALUES (%s, %s, %s) "
-                "ON CONFLICT (profile_id) DO UPDATE SET active = EXCLUDED.active, pending = EXCLUDED.pending",
-                [(pid, *self.cache.balances[pid]) for pid in self._balances],
-            )
+        """Write what this batch buffered, a statement per table; reads of the buffered tables call it first.
+
+        Each statement takes its rows as one binary array per column (``unnest``): ``executemany`` binds every
+        row on its own, in Python, and was an eighth of the policy's time under load. Upserted rows are unique
+        per statement (buffered by key), as ``ON CONFLICT DO UPDATE`` requires.
+        """
+        self._insert(
+            "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::bigint[], %b::jsonb[])",
+            self._history,
+        )
+        self._insert(
+            "INSERT INTO policy_firings (rule_id, profile_id, at) "
+            "SELECT * FROM unnest(%b::int[], %b::text[], %b::timestamptz[])",
+            self._firings,
+        )
+        self._insert(
+            "INSERT INTO policy_budgets (rule_id, points, discount) "
+            "SELECT * FROM unnest(%b::int[], %b::numeric[], %b::numeric[]) "
+            "ON CONFLICT (rule_id) DO UPDATE SET points = policy_budgets.points + EXCLUDED.points, "
+            "discount = policy_budgets.discount + EXCLUDED.discount",
+            [(rule, p, d) for rule, (p, d) in self._budgets.items()],
+        )
+        self._insert(
+            "INSERT INTO policy_matches (rule_id, profile_id, matches) "
+            "SELECT * FROM unnest(%b::int[], %b::text[], %b::bigint[]) "
+            "ON CONFLICT (rule_id, profile_id) DO UPDATE SET matches = policy_matches.matches + EXCLUDED.matches",
+            [(rule, profile, n) for (rule, profile), n in self._matches.items()],
+        )
+        self._insert(
+            "INSERT INTO policy_sessions (session_id, profile_id, ledger) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::jsonb[]) "
+            "ON CONFLICT (session_id) DO UPDATE SET ledger = EXCLUDED.ledger, profile_id = EXCLUDED.profile_id",
+            [(sid, profile, Jsonb(ledger.to_record())) for sid, (profile, ledger) in self._sessions.items()],
+        )
+        self._insert(
+            "INSERT INTO policy_balances (profile_id, active, pending) "
+            "SELECT * FROM unnest(%b::text[], %b::numeric[], %b::numeric[]) "
+            "ON CONFLICT (profile_id) DO UPDATE SET active = EXCLUDED.active, pending = EXCLUDED.pending",
+            [(pid, *self.cache.balances[pid]) for pid in self._balances],
+        )
         self._history, self._firings, self._matches, self._budgets = [], [], Counter(), {}
         self._sessions, self._balances = {}, set()
+
+    def _insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            self.cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)], prepare=True)
 
     @staticmethod
     def create_tables(cursor: psycopg.Cursor[DictRow]) -> None:
