@@ -17,6 +17,7 @@ A follower (a read model, the rule policy, ...) implements ``Follower``; ``Follo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -84,6 +85,12 @@ class Follower(ABC):
     the log (a read model) need not: if PostgreSQL crashes, its last batches are lost together with the
     checkpoint that counted them (one transaction), and are applied again. The policy records effects in the
     log, and deliveries reach the outside world: they wait."""
+
+    pipelined: bool = False
+    """Whether a batch runs in psycopg's pipeline mode: statements whose results are not read go out without
+    waiting for each one's answer, so a batch costs a round trip per read (the checkpoint, the events, what
+    ``apply`` fetches) and one for all its writes, the checkpoint and the commit. Not for followers that
+    ``COPY`` (pipeline mode has no COPY)."""
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
         """Create the follower's tables (idempotent)."""
@@ -201,7 +208,12 @@ class FollowerRunner:
         """Apply the next batch, if any; answer how many events it held."""
         name = self.follower.name
         try:
-            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            with (
+                self.datastore.get_connection() as conn,
+                conn.pipeline() if self.follower.pipelined else contextlib.nullcontext(),
+                conn.transaction(),
+                conn.cursor() as cursor,
+            ):
                 if not self.follower.durable:
                     cursor.execute("SET LOCAL synchronous_commit = off")
                 stored = self._lock_checkpoint(cursor)
