@@ -37,7 +37,7 @@ def _where(f: EventFilter, by_effect: bool) -> tuple[list[str], list[Any]]:
     params: list[Any] = []
     # One type as ``=``, not ``= ANY``: only an equality lets the (type, created, position) index give the
     # page in order (PostgreSQL 15 sorts, or walks ``created`` filtering, for an array).
-    types = list(dict.fromkeys(f.types))
+    types = list(f.types)
     ordered = "x" if by_effect else "e"  # the table whose index gives the page's order
     for clause, value in (
         ("e.type = %s", types[0] if len(types) == 1 else None),
