@@ -41,7 +41,7 @@ from domain.clock import Clock, SystemClock
 from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
 from projections.connections import shared
-from projections.follower import Follower, Recorded
+from projections.follower import GATHER_SECONDS, Follower, Recorded
 from projections.webhook_secrets import TABLE as SECRETS
 from projections.webhook_secrets import create_table as create_secrets_table
 
@@ -116,6 +116,7 @@ class Deliveries(Follower):
 
     name = "deliveries"
     batch_size = 1000
+    gather_seconds = GATHER_SECONDS
     MAX_ATTEMPTS = 10
     BACKOFF_BASE = timedelta(seconds=1)
     BACKOFF_CAP = timedelta(minutes=10)

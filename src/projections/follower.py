@@ -45,6 +45,10 @@ from projections.connections import ElectionLost, Elections, Lease, shared
 log = logging.getLogger("rulestream.followers")
 
 POLL_SECONDS = 1.0
+GATHER_SECONDS = 0.02
+"""The pause of followers that nobody waits on (``Follower.gather_seconds``): the read models, timers and
+deliveries. It bounds how far behind the policy they fall (clients that need their own write in a read model
+send ``Rulestream-Min-Position``)."""
 PROGRESS_CHANNEL = "rulestream_progress"
 """A follower that ``announces`` (the rule policy: responses wait for it) ``NOTIFY``s this channel with
 ``name:checkpoint`` when a batch commits. The others do not: nobody waits on them there, and each notification
@@ -85,6 +89,13 @@ class Follower(ABC):
     the log (a read model) need not: if PostgreSQL crashes, its last batches are lost together with the
     checkpoint that counted them (one transaction), and are applied again. The policy records effects in the
     log, and deliveries reach the outside world: they wait."""
+
+    gather_seconds: float = 0.0
+    """How long the follower lets new events gather before it applies them (after a wake-up, and after a batch
+    that was not full). Nobody waits on a read model's next batch the way a command's response waits on the
+    policy's, and a step costs its round trips and CPU whether it applies one event or a hundred: without a
+    pause every follower of the process woke and ran a transaction for every command, each competing with the
+    policy for the CPU (and in one process for the interpreter lock)."""
 
     pipelined: bool = False
     """Whether a batch runs in psycopg's pipeline mode: statements whose results are not read go out without
@@ -182,7 +193,10 @@ class FollowerRunner:
                 self.error = None
                 observed = 0.0
                 while not self.stopping.is_set():
-                    if not self.step():
+                    applied = self.step()
+                    if applied >= self.follower.batch_size:
+                        continue  # a backlog: the next batch is there already
+                    if not applied:
                         lease.check()
                         # Caught up: under load that is after every batch, so the gauges (a query) are refreshed
                         # at most once per poll interval.
@@ -190,6 +204,8 @@ class FollowerRunner:
                             self.observe()
                             observed = time.monotonic()
                         wake.wait(self.poll_seconds)
+                    if self.follower.gather_seconds:
+                        self.stopping.wait(self.follower.gather_seconds)
             finally:
                 wake.close()
                 lease.release()

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from domain.application import Rulestream
-from projections.follower import Follower, Recorded
+from projections.follower import GATHER_SECONDS, Follower, Recorded
 
 POINTERS = "rulestream_projections"
 DDL_LOCK = (7_002, 1)
@@ -57,6 +57,7 @@ class ReadModel(Follower):
     model: ClassVar[str]
     tables: ClassVar[Sequence[Table]]
     batch_size = 1000
+    gather_seconds = GATHER_SECONDS
     durable = False  # rebuilt from the log at will: a batch lost in a crash is applied again
 
     def __init__(self, app: Rulestream, *, generation: int | None = None) -> None:

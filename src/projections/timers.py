@@ -32,7 +32,7 @@ from domain.application import Rulestream
 from domain.clock import Clock, SystemClock
 from domain.delays import Delay
 from projections.connections import shared
-from projections.follower import Follower, Recorded
+from projections.follower import GATHER_SECONDS, Follower, Recorded
 
 log = logging.getLogger("rulestream.timers")
 
@@ -51,6 +51,7 @@ class Timers(Follower):
 
     name = "timers"
     batch_size = 1000
+    gather_seconds = GATHER_SECONDS
 
     def __init__(self, app: Rulestream, clock: Clock | None = None, *, alarm: bool = True) -> None:
         self.app = app
