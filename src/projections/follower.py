@@ -7,10 +7,11 @@ A follower (a read model, the rule policy, ...) implements ``Follower``; ``Follo
   of a process are held on one shared connection (``projections.connections``);
 - **order**: events are read by notification id after the checkpoint; the event store's writers serialise on a
   table lock, so ids commit in order and nothing committed late is skipped;
-- **exactly once**: each batch locks the follower's tracking row, reads the events after the checkpoint stored
-  there, applies them and moves the checkpoint, all in one transaction. Two runners that both think they lead
-  (or a rebuild that switches a read model over, see ``projections.rebuild``) therefore serialise on that row,
-  and a runner whose checkpoint was moved under it starts again from the stored one instead of applying twice;
+- **exactly once**: each batch locks the follower's tracking row and reads the events after the checkpoint
+  stored there (one statement), applies them and moves the checkpoint, all in one transaction. Two runners that
+  both think they lead (or a rebuild that switches a read model over, see ``projections.rebuild``) therefore
+  serialise on that row, and a runner whose checkpoint was moved under it starts again from the stored one
+  instead of applying twice;
 - **wake-up**: ``LISTEN`` on the events channel (one listening connection per process wakes every follower),
   with a polling timeout so a lost ``NOTIFY`` never stalls it.
 """
@@ -113,6 +114,14 @@ class Follower(ABC):
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
         """Apply a batch inside the transaction that also moves the checkpoint."""
 
+    def passed(self, last: int) -> int:
+        """The position the batch's transaction moves the checkpoint to, ``last`` being its last event's.
+
+        A follower that records events of its own in the batch's transaction may answer the last of them when
+        they directly follow ``last``: nothing else is in between, and reading them back would only move the
+        checkpoint past them, a transaction (and for the policy a round of every process's wake-ups) later."""
+        return last
+
     def rolled_back(self) -> None:  # noqa: B027 - optional hook
         """The batch's transaction failed: forget in-memory state that the batch changed."""
 
@@ -148,6 +157,19 @@ class FollowerRunner:
             .as_bytes(None)
         )
         """Rendered once: psycopg renders an ``sql.Composed`` again on every execution."""
+        self._lock_and_read_statement = (
+            sql.SQL(
+                "WITH checkpoint AS (SELECT notification_id FROM {tracking} WHERE application_name = %s FOR UPDATE) "
+                "SELECT checkpoint.notification_id AS checkpoint, e.notification_id, e.originator_id, "
+                "e.originator_version, e.topic, e.state FROM checkpoint LEFT JOIN LATERAL ("
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {events} "
+                "WHERE notification_id > coalesce(checkpoint.notification_id, 0) ORDER BY notification_id LIMIT %s"
+                ") e ON true ORDER BY e.notification_id"
+            )
+            .format(tracking=sql.Identifier(self.tracking_table), events=sql.Identifier(self.events_table))
+            .as_bytes(None)
+        )
+        """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring)."""
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -193,17 +215,17 @@ class FollowerRunner:
                 self.error = None
                 observed = 0.0
                 while not self.stopping.is_set():
-                    applied = self.step()
-                    if applied >= self.follower.batch_size:
+                    if self.step() >= self.follower.batch_size:
                         continue  # a backlog: the next batch is there already
-                    if not applied:
-                        lease.check()
-                        # Caught up: under load that is after every batch, so the gauges (a query) are refreshed
-                        # at most once per poll interval.
-                        if time.monotonic() - observed >= self.poll_seconds:
-                            self.observe()
-                            observed = time.monotonic()
-                        wake.wait(self.poll_seconds)
+                    # Caught up as of the batch's read: an event committed since has notified after the last
+                    # wake-up was taken, so the wait returns at once (no empty step to find that out).
+                    lease.check()
+                    # Under load that is after every batch, so the gauges (a query) are refreshed at most once
+                    # per poll interval.
+                    if time.monotonic() - observed >= self.poll_seconds:
+                        self.observe()
+                        observed = time.monotonic()
+                    wake.wait(self.poll_seconds)
                     if self.follower.gather_seconds:
                         self.stopping.wait(self.follower.gather_seconds)
             finally:
@@ -232,17 +254,16 @@ class FollowerRunner:
             ):
                 if not self.follower.durable:
                     cursor.execute("SET LOCAL synchronous_commit = off")
-                stored = self._lock_checkpoint(cursor)
+                stored, batch = self._lock_and_read(cursor)
                 if stored != self.checkpoint:
                     # A rebuild switched this read model over, or another runner went ahead: continue from there.
                     log.info("follower %s: checkpoint moved from %s to %s", name, self.checkpoint, stored)
                     self.checkpoint = stored
                     self.follower.start(cursor)
-                batch = self.read(cursor, stored, self.follower.batch_size)
                 if not batch:
                     return 0
-                last = batch[-1].position
                 self.follower.apply(cursor, batch)
+                last = self.follower.passed(batch[-1].position)
                 self._write_checkpoint(cursor, last)
                 if self.follower.announces:
                     cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{name}:{last}"))
@@ -257,7 +278,22 @@ class FollowerRunner:
     def read(self, cursor: psycopg.Cursor[DictRow], after: int, limit: int) -> list[Recorded]:
         """The next ``limit`` events of the log after position ``after``, decoded, read in ``cursor``'s transaction."""
         cursor.execute(self._read_statement, (after, limit), prepare=True)
+        return self._decoded(cursor.fetchall())
+
+    def _lock_and_read(self, cursor: psycopg.Cursor[DictRow]) -> tuple[int, list[Recorded]]:
+        """Lock the follower's tracking row; answer the checkpoint stored there and the batch after it.
+
+        The events are read in the statement's snapshot, taken before the lock was granted: if another runner
+        moved the checkpoint meanwhile, the lock answers its new value, and the read, after that value, sees a
+        prefix of what follows it (positions commit in order), perhaps a shorter one; never an event twice."""
+        cursor.execute(self._lock_and_read_statement, (self.follower.name, self.follower.batch_size), prepare=True)
         rows = cursor.fetchall()
+        if not rows:
+            raise RuntimeError(f"follower {self.follower.name}: no tracking row (setup did not run)")
+        stored = int(rows[0]["checkpoint"] or 0)
+        return stored, self._decoded([row for row in rows if row["notification_id"] is not None])
+
+    def _decoded(self, rows: list[DictRow]) -> list[Recorded]:
         events = DecodedEvents.of(self.app).decode(rows)
         return [Recorded(row["notification_id"], event, row["topic"]) for row, event in zip(rows, events, strict=True)]
 
@@ -298,17 +334,6 @@ class FollowerRunner:
             "ON CONFLICT (application_name) DO NOTHING",
             (self.follower.name,),
         )
-
-    def _lock_checkpoint(self, cursor: psycopg.Cursor[DictRow]) -> int:
-        cursor.execute(
-            f'SELECT notification_id FROM "{self.tracking_table}" WHERE application_name = %s FOR UPDATE',
-            (self.follower.name,),
-            prepare=True,
-        )
-        row = cursor.fetchone()
-        if row is None:
-            raise RuntimeError(f"follower {self.follower.name}: no tracking row (setup did not run)")
-        return int(row["notification_id"] or 0)
 
     def _read_checkpoint(self, cursor: psycopg.Cursor[DictRow]) -> int:
         cursor.execute(

@@ -105,7 +105,11 @@ class RulePolicy(Follower):
 
     _reload_rules = False
 
+    _recorded: Sequence[int] = ()
+    """Log positions of the events the current batch recorded."""
+
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
+        self._recorded = ()
         state = PolicyState(cursor, self.cache)
         if self._reload_rules:
             self.rules = build_index(state.rules())
@@ -260,7 +264,19 @@ class RulePolicy(Follower):
         stored: list[StoredEvent] = [
             self.app.mapper.to_stored_event(e) for aggregate in aggregates for e in aggregate.collect_events()
         ]
-        recorder._insert_stored_events(cursor, stored)  # noqa: SLF001 - inside our own transaction, on purpose
+        # A cursor of its own: in pipeline mode a cursor keeps only its last statement's result.
+        with cursor.connection.cursor() as insert:
+            recorder._insert_stored_events(insert, stored)  # noqa: SLF001 - inside our own transaction, on purpose
+            self._recorded = [row["notification_id"] for row in insert.fetchall()]
+
+    def passed(self, last: int) -> int:
+        # What the batch recorded follows its last event when no other writer appended in between (the insert
+        # holds the log's table lock; a gap left by a rolled-back write also falls back to ``last``). The
+        # policy has nothing to do with its own evaluations and delays: its checkpoint may pass them at once.
+        own = self._recorded
+        if own and min(own) == last + 1 and max(own) == last + len(own):
+            return max(own)
+        return last
 
     def _apply_rule(self, state: PolicyState, event: Any) -> None:
         rule: Rule = self.app.repository.get(event.originator_id, version=event.originator_version)
