@@ -111,6 +111,35 @@ def test_the_policy_records_effects_once_even_when_killed_mid_batch(
         assert balance == 18
 
 
+def test_the_checkpoint_passes_the_policys_own_evaluations_but_never_an_event_appended_in_between(
+    rulestream: Rulestream, purchase_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_for(rulestream, purchase_type)
+    runner = FollowerRunner(rulestream, RulePolicy(rulestream))
+    runner.run_until_caught_up()
+    rulestream.track_event(purchase_type, {"amount": 2}, new_id("p"), None)
+    assert runner.step()
+    assert runner.checkpoint == rulestream.recorder.max_notification_id()  # its evaluation, passed at once
+
+    first = rulestream.track_event(purchase_type, {"amount": 3}, new_id("p"), None)
+    policy: Any = runner.follower
+    real = policy._record
+    interleaved: list[Any] = []
+
+    def another_writer_appends_first(*args: Any) -> None:  # after the batch's read, before its insert
+        if not interleaved:
+            interleaved.append(rulestream.track_event(purchase_type, {"amount": 4}, new_id("p"), None))
+        real(*args)
+
+    monkeypatch.setattr(policy, "_record", another_writer_appends_first)
+    assert runner.step()
+    assert runner.checkpoint == first.last_position
+    runner.run_until_caught_up()
+    event = interleaved[0].events[-1]
+    evaluated: Evaluation = rulestream.repository.get(evaluation_id(event.originator_id, event.originator_version))
+    assert [e["props"]["value"] for e in evaluated.effects if e["effectType"] == "addLoyaltyPoints"] == ["4"]
+
+
 def test_replaying_the_log_reproduces_the_recorded_effects(rulestream: Rulestream, purchase_type: str) -> None:
     rules_for(rulestream, purchase_type)
     workload(rulestream, purchase_type, profiles=3)
