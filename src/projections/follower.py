@@ -114,6 +114,10 @@ class Follower(ABC):
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
         """Apply a batch inside the transaction that also moves the checkpoint."""
 
+    def notifications(self, last: int) -> list[tuple[str, str]]:
+        """What the batch's commit notifies (channel, payload): the new checkpoint if the follower announces."""
+        return [(PROGRESS_CHANNEL, f"{self.name}:{last}")] if self.announces else []
+
     def passed(self, last: int) -> int:
         """The position the batch's transaction moves the checkpoint to, ``last`` being its last event's.
 
@@ -264,9 +268,7 @@ class FollowerRunner:
                     return 0
                 self.follower.apply(cursor, batch)
                 last = self.follower.passed(batch[-1].position)
-                self._write_checkpoint(cursor, last)
-                if self.follower.announces:
-                    cursor.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{name}:{last}"))
+                self._write_checkpoint(cursor, last, self.follower.notifications(last))
         except BaseException:
             self.follower.rolled_back()
             raise
@@ -343,11 +345,18 @@ class FollowerRunner:
         row = cursor.fetchone()
         return int(row["notification_id"]) if row and row["notification_id"] is not None else 0
 
-    def _write_checkpoint(self, cursor: psycopg.Cursor[DictRow], position: int) -> None:
+    def _write_checkpoint(
+        self, cursor: psycopg.Cursor[DictRow], position: int, notifications: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Move the checkpoint to ``position``, and send ``notifications`` (channel, payload) with the commit.
+
+        One statement: the notifications are ``pg_notify`` calls in its ``RETURNING`` list (psycopg's cost is
+        per statement), evaluated once, for the one row the update moves."""
+        notify = "".join(", pg_notify(%s, %s)" for _ in notifications)
         cursor.execute(
             f'UPDATE "{self.tracking_table}" SET notification_id = %s '
-            "WHERE application_name = %s AND notification_id < %s RETURNING notification_id",
-            (position, self.follower.name, position),
+            f"WHERE application_name = %s AND notification_id < %s RETURNING notification_id{notify}",
+            (position, self.follower.name, position, *(value for pair in notifications for value in pair)),
             prepare=True,
         )
         if cursor.fetchone() is None:

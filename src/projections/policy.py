@@ -264,10 +264,16 @@ class RulePolicy(Follower):
         stored: list[StoredEvent] = [
             self.app.mapper.to_stored_event(e) for aggregate in aggregates for e in aggregate.collect_events()
         ]
-        # A cursor of its own: in pipeline mode a cursor keeps only its last statement's result.
+        # A cursor of its own: in pipeline mode a cursor keeps only its last statement's result. The library's
+        # insert without its NOTIFY, which goes with the checkpoint's statement (``notifications``).
         with cursor.connection.cursor() as insert:
-            recorder._insert_stored_events(insert, stored)  # noqa: SLF001 - inside our own transaction, on purpose
+            recorder._lock_table(insert)  # noqa: SLF001 - inside our own transaction, on purpose
+            recorder._insert_only(insert, stored)  # noqa: SLF001
             self._recorded = [row["notification_id"] for row in insert.fetchall()]
+
+    def notifications(self, last: int) -> list[tuple[str, str]]:
+        log_channel: str = self.app.recorder.channel_name  # type: ignore[attr-defined]
+        return super().notifications(last) + ([(log_channel, "")] if self._recorded else [])
 
     def passed(self, last: int) -> int:
         # What the batch recorded follows its last event when no other writer appended in between (the insert

@@ -118,12 +118,15 @@ class PolicyState:
         self._balances: set[str] = set()
 
     def flush(self) -> None:
-        """Write what this batch buffered, a statement per table; reads of the buffered tables call it first.
+        """Write what this batch buffered, in one statement; reads of the buffered tables call it first.
 
-        Each statement takes its rows as one binary array per column (``unnest``): ``executemany`` binds every
-        row on its own, in Python, and was an eighth of the policy's time under load. Upserted rows are unique
-        per statement (buffered by key), as ``ON CONFLICT DO UPDATE`` requires.
+        Each table's insert takes its rows as one binary array per column (``unnest``): ``executemany`` binds
+        every row on its own, in Python, and was an eighth of the policy's time under load. The inserts of the
+        tables that have rows go out as one statement (all but the last as ``WITH`` queries: they write
+        different tables, so none needs to see another's rows): psycopg's cost is per statement. Upserted rows
+        are unique per table (buffered by key), as ``ON CONFLICT DO UPDATE`` requires.
         """
+        self._parts: list[tuple[str, Sequence[tuple[Any, ...]]]] = []
         self._insert(
             "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::bigint[], %b::jsonb[])",
@@ -159,12 +162,19 @@ class PolicyState:
             "ON CONFLICT (profile_id) DO UPDATE SET active = EXCLUDED.active, pending = EXCLUDED.pending",
             [(pid, *self.cache.balances[pid]) for pid in self._balances],
         )
+        parts, self._parts = self._parts, []
+        if parts:
+            *first, last = [statement for statement, _ in parts]
+            ctes = ", ".join(f"w{n} AS ({statement})" for n, statement in enumerate(first))
+            statement = f"WITH {ctes} {last}" if ctes else last
+            params = [list(column) for _, rows in parts for column in zip(*rows, strict=True)]
+            self.cursor.execute(statement, params, prepare=True)
         self._history, self._firings, self._matches, self._budgets = [], [], Counter(), {}
         self._sessions, self._balances = {}, set()
 
     def _insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
-            self.cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)], prepare=True)
+            self._parts.append((statement, rows))
 
     @staticmethod
     def create_tables(cursor: psycopg.Cursor[DictRow]) -> None:
