@@ -114,6 +114,7 @@ class RulePolicy(Follower):
         if self._reload_rules:
             self.rules = build_index(state.rules())
             self._reload_rules = False
+        state.prefetch(*self._keys_of(batch))
         recorded_now: list[Stream] = []
         for recorded in batch:
             event = recorded.event
@@ -130,6 +131,30 @@ class RulePolicy(Follower):
         state.flush()
         if recorded_now:
             self._record(cursor, recorded_now)
+
+    def _keys_of(self, batch: Sequence[Recorded]) -> tuple[set[str], set[str]]:
+        """The profiles and sessions whose balances and ledgers the batch will likely read, as far as the events
+        and the cached streams tell (a guess: what it misses is read when needed, what it adds costs a row)."""
+        profiles: set[str] = set()
+        sessions: set[str] = set()
+        for recorded in batch:
+            event: Any = recorded.event
+            if isinstance(event, CustomerProfile.Registered):
+                profiles.add(event.integration_id)
+            elif isinstance(event, CustomerSession.Created):
+                sessions.add(event.integration_id)
+            elif isinstance(event, CustomerSession.Event | CustomerProfile.Event):
+                known = self.streams.get(event.originator_id)
+                if isinstance(known, CustomerProfile):
+                    profiles.add(known.integration_id)
+                elif isinstance(known, CustomerSession):
+                    sessions.add(known.integration_id)
+                    if known.profile_id:
+                        profiles.add(known.profile_id)
+            for profile in (getattr(event, "profile_id", None), getattr(event, "changes", {}).get("profileId")):
+                if isinstance(profile, str) and profile:
+                    profiles.add(profile)
+        return profiles, sessions
 
     # -- the log's streams, as of each event ----------------------------------------------------------
 

@@ -15,6 +15,7 @@ from domain.effects import Evaluation, evaluation_id, plain
 from domain.rulebook import RuleBook
 from projections.follower import FollowerRunner
 from projections.policy import RulePolicy
+from projections.policy_state import PolicyState
 from projections.replay import Replay
 from tests.builders import cart_item, session_changes
 
@@ -138,6 +139,28 @@ def test_the_checkpoint_passes_the_policys_own_evaluations_but_never_an_event_ap
     event = interleaved[0].events[-1]
     evaluated: Evaluation = rulestream.repository.get(evaluation_id(event.originator_id, event.originator_version))
     assert [e["props"]["value"] for e in evaluated.effects if e["effectType"] == "addLoyaltyPoints"] == ["4"]
+
+
+def test_prefetched_balances_and_ledgers_equal_what_one_read_each_answers(
+    rulestream: Rulestream, purchase_type: str
+) -> None:
+    rules_for(rulestream, purchase_type)
+    keys = workload(rulestream, purchase_type, profiles=3)
+    FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+    datastore: Any = rulestream.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        sessions = [row["session_id"] for row in cursor.execute(
+            "SELECT session_id FROM policy_sessions WHERE profile_id = ANY(%s)", (keys,)).fetchall()]  # fmt: skip
+        assert len(sessions) == len(keys)
+        profiles, sessions = [*keys, new_id("unknown")], [*sessions, new_id("unknown")]
+        prefetched = PolicyState(cursor)
+        prefetched.prefetch(profiles, sessions)
+        one_by_one = PolicyState(cursor)
+        assert {p: prefetched.cache.balances[p] for p in profiles} == {p: one_by_one.balance(p) for p in profiles}
+        assert [prefetched.cache.ledgers[s].to_record() for s in sessions] == [
+            one_by_one.session_ledger(s).to_record() for s in sessions
+        ]
+        assert prefetched.cache.balances[keys[0]][0] == 18  # read, not defaulted
 
 
 def test_replaying_the_log_reproduces_the_recorded_effects(rulestream: Rulestream, purchase_type: str) -> None:
