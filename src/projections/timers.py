@@ -142,7 +142,12 @@ class Timers(Follower):
         while not self.stopping.is_set():
             try:
                 self._ring()
-            except Exception:  # noqa: BLE001 - the alarm must survive outages; it logs and retries
+            except Exception as error:  # noqa: BLE001 - the alarm must survive outages; it logs and retries
+                if isinstance(error.__cause__ or error, psycopg.errors.UndefinedTable):
+                    # Started by ``start``, inside the transaction that creates the table: not committed yet.
+                    log.debug("timer alarm: no timers table yet; retrying")
+                    self.stopping.wait(0.1)
+                    continue
                 log.exception("timer alarm failed; restarting in 1 s")
                 self.stopping.wait(1.0)
 

@@ -6,12 +6,16 @@ Time is a ``FakeClock``: the tests advance it instead of sleeping.
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from api.db import eventsourcing_env
+from api.settings import Settings
 from domain.application import Rulestream
 from domain.clock import FakeClock
 from domain.delays import Delay, delay_id
@@ -19,12 +23,13 @@ from domain.effects import Evaluation, evaluation_id, plain
 from domain.rulebook import RuleBook
 from projections import queries
 from projections.events_log import EventsLog
-from projections.follower import FollowerRunner
+from projections.follower import FollowerRunner, wait_for
 from projections.policy import RulePolicy
 from projections.queries import EventFilter
 from projections.replay import Replay
 from projections.timers import Timers
 from tests.builders import cart_item, session_changes
+from tests.conftest import drop_database, fresh_database
 
 DELAY = timedelta(hours=2)
 
@@ -200,3 +205,26 @@ def test_the_events_log_shows_the_scheduled_and_fired_evaluation_under_its_trigg
     assert scheduled["attributes"]["ruleId"] == rule_id
     assert scheduled["attributes"]["causePosition"] == rows[1]["position"]
     assert [e["effectType"] for e in fired["effects"]] == ["showNotification", "setDiscount"]
+
+
+def test_the_alarm_started_before_its_table_is_committed_waits_for_it_without_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A follower's start runs in the transaction that creates its tables: the alarm's first look comes earlier.
+    url = fresh_database("rulestream_alarm")
+    app = Rulestream(env=eventsourcing_env(Settings(database_url=url)))
+    timers = Timers(app)
+    try:
+        datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+        with caplog.at_level(logging.DEBUG, logger="rulestream.timers"):
+            with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                timers.start(cursor)
+                wait_for(lambda: "no timers table yet" in caplog.text)
+                timers.setup(cursor)
+            time.sleep(0.3)
+        assert timers._alarm is not None and timers._alarm.is_alive()
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    finally:
+        timers.stop()
+        app.close()
+        drop_database(url)
