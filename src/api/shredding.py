@@ -73,16 +73,20 @@ class ProfileKeys:
         self.table = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
         self._create_statement = (
             sql.SQL(
-                "WITH made AS (INSERT INTO {0} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
+                "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)), "
+                "made AS (INSERT INTO {0} (key_id, profile_id, data_key) VALUES (%s, %s, %s) "
                 "ON CONFLICT (profile_id) DO NOTHING RETURNING key_id, data_key) "
-                "SELECT key_id, data_key FROM made "
+                "SELECT key_id, data_key FROM made, unflushed "
                 "UNION ALL SELECT key_id, data_key FROM {0} WHERE profile_id = %s LIMIT 1"
             )
             .format(self.table)
             .as_bytes(None)
         )
         """A new customer's key, or the one a concurrent command made; rendered once (a command per new
-        customer runs it)."""
+        customer runs it). One statement, its own transaction (the pool's connections autocommit), with no flush
+        of its own (``set_config`` local to that transaction, in force at its commit): the event sealed with
+        this key commits after it, and that commit flushes the log up to and including this key (one fsync per
+        command, not two). One round trip instead of four (begin, set, insert, commit)."""
         self._lock = threading.Lock()
         self._by_profile: dict[UUID, tuple[float, UUID, bytes]] = {}
         self._by_id: dict[UUID, tuple[float, bytes | None]] = {}
@@ -102,10 +106,7 @@ class ProfileKeys:
         cached = self._by_profile.get(profile)
         if cached and cached[0] > time.monotonic():
             return cached[1], cached[2]
-        with self.datastore.get_connection() as conn, conn.transaction():
-            # No flush of its own: the event sealed with this key commits after it, and that commit flushes
-            # the log up to and including this key (one fsync per command, not two).
-            conn.execute("SET LOCAL synchronous_commit = off")
+        with self.datastore.get_connection() as conn:
             row = conn.execute(
                 self._create_statement, (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile), prepare=True
             ).fetchone()
