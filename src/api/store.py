@@ -119,8 +119,8 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         with self.datastore.get_connection() as conn:
             try:
                 with conn.cursor() as curs:
-                    curs.execute(self._begin_statement(), prepare=False)
                     try:
+                        curs.execute(self._begin_statement(), prepare=False)
                         self._insert_only(curs, events)
                         ids = [row["notification_id"] for row in curs.fetchall()]
                         curs.execute(b"COMMIT", prepare=False)
