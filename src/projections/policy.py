@@ -151,7 +151,8 @@ class RulePolicy(Follower):
                     sessions.add(known.integration_id)
                     if known.profile_id:
                         profiles.add(known.profile_id)
-            for profile in (getattr(event, "profile_id", None), getattr(event, "changes", {}).get("profileId")):
+            changes = getattr(event, "changes", None) or {}
+            for profile in (getattr(event, "profile_id", None), changes.get("profileId")):
                 if isinstance(profile, str) and profile:
                     profiles.add(profile)
         return profiles, sessions
