@@ -116,6 +116,8 @@ class PolicyState:
         self._budgets: dict[int, list[Decimal]] = {}
         self._sessions: dict[str, tuple[str | None, SessionLedger]] = {}
         self._balances: set[str] = set()
+        self._parts: list[tuple[str, Sequence[tuple[Any, ...]]]] = []
+        """The inserts ``flush`` gathers into its one statement."""
 
     def flush(self) -> None:
         """Write what this batch buffered, in one statement; reads of the buffered tables call it first.
@@ -126,7 +128,6 @@ class PolicyState:
         different tables, so none needs to see another's rows): psycopg's cost is per statement. Upserted rows
         are unique per table (buffered by key), as ``ON CONFLICT DO UPDATE`` requires.
         """
-        self._parts: list[tuple[str, Sequence[tuple[Any, ...]]]] = []
         self._insert(
             "INSERT INTO policy_history (profile_id, event_type, at, position, attributes) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::bigint[], %b::jsonb[])",
