@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from api.db import eventsourcing_env
-from api.settings import Settings
 from domain.application import Rulestream
 from domain.clock import FakeClock
 from domain.delays import Delay, delay_id
@@ -29,7 +27,6 @@ from projections.queries import EventFilter
 from projections.replay import Replay
 from projections.timers import Timers
 from tests.builders import cart_item, session_changes
-from tests.conftest import drop_database, fresh_database
 
 DELAY = timedelta(hours=2)
 
@@ -208,14 +205,12 @@ def test_the_events_log_shows_the_scheduled_and_fired_evaluation_under_its_trigg
 
 
 def test_the_alarm_started_before_its_table_is_committed_waits_for_it_without_an_error(
-    caplog: pytest.LogCaptureFixture,
+    own_rulestream: Rulestream, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A follower's start runs in the transaction that creates its tables: the alarm's first look comes earlier.
-    url = fresh_database("rulestream_alarm")
-    app = Rulestream(env=eventsourcing_env(Settings(database_url=url)))
-    timers = Timers(app)
+    timers = Timers(own_rulestream)
     try:
-        datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+        datastore: Any = own_rulestream.recorder.datastore  # type: ignore[attr-defined]
         with caplog.at_level(logging.DEBUG, logger="rulestream.timers"):
             with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
                 timers.start(cursor)
@@ -226,5 +221,3 @@ def test_the_alarm_started_before_its_table_is_committed_waits_for_it_without_an
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     finally:
         timers.stop()
-        app.close()
-        drop_database(url)

@@ -16,7 +16,6 @@ from api.settings import Settings
 from domain.application import Rulestream, profile_id, session_id
 from domain.errors import InvalidTransition
 from tests.builders import cart_item, session_changes
-from tests.conftest import drop_database, fresh_database
 
 
 def new_id(prefix: str) -> str:
@@ -105,31 +104,27 @@ def test_a_command_on_a_cached_session_that_another_process_changed_conflicts_an
         theirs.close()
 
 
-def test_a_conflict_in_a_group_commit_fails_only_its_command_and_leaves_no_transaction_open() -> None:
+def test_a_conflict_in_a_group_commit_fails_only_its_command_and_leaves_no_transaction_open(
+    own_rulestream: Rulestream,
+) -> None:
     # A database of its own: the events written here have no domain class, and other tests read the whole log.
-    url = fresh_database("rulestream_group_commit")
-    app = Rulestream(env=eventsourcing_env(Settings(database_url=url)))
-    try:
-        recorder: Any = app.recorder
-        taken = uuid.uuid4()
-        recorder._write([StoredEvent(taken, 1, "test:Taken", b"{}")])
-        before = recorder.max_notification_id()
-        ok: Future[Any] = Future()
-        clash: Future[Any] = Future()
-        fresh = uuid.uuid4()
-        recorder._commit([([StoredEvent(fresh, 1, "test:Fresh", b"{}")], ok),
-                          ([StoredEvent(taken, 1, "test:Again", b"{}")], clash)])  # fmt: skip
-        assert len(ok.result()) == 1 and ok.result()[0] > before
-        assert isinstance(clash.exception(), IntegrityError)
-        assert [e.topic for e in recorder.select_events(fresh)] == ["test:Fresh"]
-        assert [e.topic for e in recorder.select_events(taken)] == ["test:Taken"]
-        with recorder.datastore.get_connection() as conn:  # the pool's connections came back idle
-            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            row = conn.execute(
-                "SELECT count(*) AS n FROM pg_stat_activity "
-                "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
-            ).fetchone()
-            assert row is not None and row["n"] == 0
-    finally:
-        app.close()
-        drop_database(url)
+    recorder: Any = own_rulestream.recorder
+    taken = uuid.uuid4()
+    recorder._write([StoredEvent(taken, 1, "test:Taken", b"{}")])
+    before = recorder.max_notification_id()
+    ok: Future[Any] = Future()
+    clash: Future[Any] = Future()
+    fresh = uuid.uuid4()
+    recorder._commit([([StoredEvent(fresh, 1, "test:Fresh", b"{}")], ok),
+                      ([StoredEvent(taken, 1, "test:Again", b"{}")], clash)])  # fmt: skip
+    assert len(ok.result()) == 1 and ok.result()[0] > before
+    assert isinstance(clash.exception(), IntegrityError)
+    assert [e.topic for e in recorder.select_events(fresh)] == ["test:Fresh"]
+    assert [e.topic for e in recorder.select_events(taken)] == ["test:Taken"]
+    with recorder.datastore.get_connection() as conn:  # the pool's connections came back idle
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity "
+            "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+        ).fetchone()
+        assert row is not None and row["n"] == 0
