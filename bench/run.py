@@ -334,7 +334,7 @@ def bench_effect_latency(rows: list[Row], seconds: int, rate: int = 1000) -> Non
     from projections.follower import FollowerRunner
     from projections.policy import RulePolicy
 
-    app = _app_with_rule("rulestream_bench_latency")
+    app = _app_with_rule(f"rulestream_bench_latency_{rate}")  # a database each: the last run's listeners may linger
     runner = FollowerRunner(app, RulePolicy(app))
     runner.thread()
     progress = PolicyProgress(app)
