@@ -286,12 +286,13 @@ def bench_appends(seconds: int, rows: list[Row], writers: int = 16) -> None:
 
 
 def _app_with_rule(database: str) -> Any:
-    from api.db import eventsourcing_env
+    """The application as a server opens it (the audit schema included: a worker started on the same database
+    would add it under the running application's prepared statements), with B1's attribute and rule."""
+    from api.bootstrap import open_application
     from api.settings import Settings
-    from domain.application import Rulestream
     from domain.rulebook import RuleBook
 
-    app = Rulestream(env=eventsourcing_env(Settings(database_url=database)))
+    app = open_application(Settings(database_url=database))
     app.create_attribute("Event", "amount", "number", event_type="bench_purchase")
     RuleBook(app).create({"name": "a point per euro", "trigger": ["bench_purchase"],
                           "effects": [{"effectType": "addLoyaltyPoints",
@@ -367,6 +368,10 @@ def bench_effect_latency(rows: list[Row], seconds: int, rate: int = 1000) -> Non
 
     policy = start([sys.executable, "-m", "api.cli", "worker", "policy"], {"DATABASE_URL": database}, None)
     progress = Clocked(app)
+    # Steady state: the worker has started, elected itself and evaluated once before the clock starts.
+    warm = app.track_event("bench_purchase", {"amount": 1}, "l-warm", None).last_position
+    if warm is None or not progress.wait(warm, 60.0):
+        raise RuntimeError("the policy worker did not start")
     committed: list[tuple[int, float]] = []
     writers = 8
     queues: list[SimpleQueue[Any]] = [SimpleQueue() for _ in range(writers)]
