@@ -58,7 +58,9 @@ class Server:
         self.url, self.database_url, self.process, self.log = url, database_url, process, log
 
 
-def start_server(database_url: str, log: Path, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    database_url: str, log: Path, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+) -> Server:
     port = free_port()
     env = {
         **os.environ,
@@ -69,7 +71,10 @@ def start_server(database_url: str, log: Path, extra_env: dict[str, str] | None 
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port), *(args or [])],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from domain.application import Rulestream
 from projections.follower import CHECKPOINT, HEAD, LAG_EVENTS, LAG_SECONDS, lag_of
 from projections.readmodel import POINTERS, REBUILD_SUFFIX, ensure_schema
 from projections.rebuild import REBUILD_LOCK, rebuild_lock_key
-from projections.registry import READ_MODELS
+from projections.registry import POLICY, PROJECTIONS, READ_MODELS
 
 DEFAULT_WAIT_SECONDS = 2.0
 MAX_WAIT_SECONDS = 10.0
@@ -99,3 +99,21 @@ def status(app: Rulestream) -> list[dict[str, Any]]:
             LAG_EVENTS.labels(name).set(lag.events)
             LAG_SECONDS.labels(name).set(lag.seconds)
     return answer
+
+
+def observe(app: Rulestream) -> None:
+    """Set every follower's Prometheus gauges (checkpoint, log head, lag) from the database.
+
+    For ``/metrics`` of an API process: the followers run in other processes (``serve``'s children, or
+    ``rulestream worker``), whose gauges no scrape reaches. A follower not set up yet reads as checkpoint 0."""
+    tracking = _tracking(app)
+    with _datastore(app).get_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(f'SELECT application_name, notification_id FROM "{tracking}"')
+        checkpoints = {row["application_name"]: int(row["notification_id"] or 0) for row in cursor.fetchall()}
+        for name in [*POLICY, *PROJECTIONS]:
+            position = checkpoints.get(name, 0)
+            lag = lag_of(cursor, app.recorder.events_table_name, app, position)  # type: ignore[attr-defined]
+            CHECKPOINT.labels(name).set(position)
+            HEAD.labels(name).set(lag.head)
+            LAG_EVENTS.labels(name).set(lag.events)
+            LAG_SECONDS.labels(name).set(lag.seconds)

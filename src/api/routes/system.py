@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,6 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.deps import ApplicationDep, SettingsDep
 from api.outage import database_reachable
 from api.wire.json import FastJSONResponse
+from projections.status import observe
+
+log = logging.getLogger("rulestream.metrics")
 
 router = APIRouter(tags=["System"], default_response_class=FastJSONResponse)
 
@@ -33,5 +37,12 @@ def ready(app: ApplicationDep, settings: SettingsDep, request: Request) -> Any:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-def metrics() -> Response:
+def metrics(app: ApplicationDep, settings: SettingsDep) -> Response:
+    """This process's metrics, and every follower's checkpoint and lag as the database has them (the followers
+    run in other processes). Without the database (probed first: the pool would wait out an outage), the rest."""
+    try:
+        if database_reachable(settings.conninfo):
+            observe(app)
+    except Exception:  # noqa: BLE001 - a scrape must not fail with the database
+        log.warning("metrics: could not read the followers' checkpoints", exc_info=True)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
