@@ -154,17 +154,15 @@ def declare_rule(url: str) -> None:
 
 
 def bench_http(seconds: int, rows: list[Row], only: set[str], split: bool = False) -> None:
+    """B1 and B2 against ``rulestream serve`` (one process) or ``serve --split`` (the policy and the projections
+    as child processes: production's shape on one machine), each beside the trivial endpoint in the same minute."""
     database = fresh_database("rulestream_bench")
     port, trivial_port = free_port(), free_port()
     env = {"DATABASE_URL": database, "RULESTREAM_INTEGRATION_KEY": INTEGRATION_KEY,
            "RULESTREAM_MANAGEMENT_KEY": MANAGEMENT_KEY, "RULESTREAM_PORT": str(port)}  # fmt: skip
-    if split:  # production's shape: the API alone, followers in their own processes
-        server = start([sys.executable, "-m", "api.cli", "api"], env, f"http://127.0.0.1:{port}/health")
-        workers = [start([sys.executable, "-m", "api.cli", "worker", group], env, None)
-                   for group in ("policy", "projections")]  # fmt: skip
-    else:
-        server = start([sys.executable, "-m", "api.cli", "serve"], env, f"http://127.0.0.1:{port}/health")
-        workers = []
+    command = [sys.executable, "-m", "api.cli", "serve", *(["--split"] if split else [])]
+    server = start(command, env, f"http://127.0.0.1:{port}/health")
+    shape = "serve --split" if split else "serve"
     trivial = start([sys.executable, str(HERE / "trivial.py"), str(trivial_port)], {}, f"http://127.0.0.1:{trivial_port}/docs")
     try:
         url = f"http://127.0.0.1:{port}"
@@ -174,16 +172,16 @@ def bench_http(seconds: int, rows: list[Row], only: set[str], split: bool = Fals
         )
         if "B1" in only:
             rate, p99 = wrk(url, lua("POST", '"/v2/events"', EVENT_BODY), seconds)
-            rows.append(Row("B1 POST /v2/events, 1 rule, effects, 64 conns", f"{rate:.0f} req/s, p99 {p99:.0f} ms",
+            rows.append(Row(f"B1 POST /v2/events, 1 rule, effects, 64 conns ({shape})", f"{rate:.0f} req/s, p99 {p99:.0f} ms",
                             f"{trivial_rate:.0f} req/s, p99 {trivial_p99:.0f} ms", f"{rate / trivial_rate:.2f}",
                             ">= 0.50, p99 <= 50 ms"))  # fmt: skip
         if "B2" in only:
             rate, p99 = wrk(url, lua("PUT", '"/v2/customer_sessions/bench-s" .. n', SESSION_BODY), seconds)
-            rows.append(Row("B2 PUT /v2/customer_sessions, 10k sessions, 64 conns",
+            rows.append(Row(f"B2 PUT /v2/customer_sessions, 10k sessions, 64 conns ({shape})",
                             f"{rate:.0f} req/s, p99 {p99:.0f} ms", f"{trivial_rate:.0f} req/s",
                             f"{rate / trivial_rate:.2f}", ">= 0.40, p99 <= 50 ms"))  # fmt: skip
     finally:
-        for process in (server, trivial, *workers):
+        for process in (server, trivial):
             process.terminate()
             process.wait(timeout=20)
 
@@ -449,7 +447,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--only", default="B0,B1,B2,B3,B4,P1", help="comma list of benchmarks")
-    parser.add_argument("--split", action="store_true", help="run `rulestream api` and the workers as separate processes")
+    parser.add_argument("--shapes", default="serve,split",
+                        help="B1 and B2 against `serve` (one process), `serve --split` (followers as child processes), or both")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if shutil.which("wrk") is None:
@@ -457,7 +456,7 @@ def main() -> None:
     rows: list[Row] = []
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("B0", lambda: bench_rules(rows)),
-        ("B1", lambda: bench_http(args.seconds, rows, only, args.split)),
+        ("B1", lambda: [bench_http(args.seconds, rows, only, shape == "split") for shape in args.shapes.split(",")]),
         ("B3", lambda: bench_appends(args.seconds, rows)),
         ("B4", lambda: [bench_effect_latency(rows, args.seconds, rate) for rate in (100, 1000)]),
         ("P1", lambda: bench_policy(rows)),
