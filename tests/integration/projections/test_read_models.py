@@ -3,22 +3,38 @@ filters and paging, and an index under every filter."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from api.db import eventsourcing_env
+from api.settings import Settings
 from domain.application import Rulestream
 from projections import queries, status
 from projections.follower import FollowerRunner, wait_for
 from projections.queries import EventFilter, SessionFilter
 from projections.rebuild import Rebuild
 from projections.registry import READ_MODELS
+from tests.conftest import drop_database, fresh_database
 from tests.integration.projections import workload
 from tests.integration.projections.conftest import catch_up, snapshot
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def rulestream() -> Iterator[Rulestream]:
+    """A database of this module's own: the workload records evaluations as the policy would, without running
+    it, and a policy that another test runs on the shared log would evaluate their causes again (and fail on
+    the evaluations' ids, which exist)."""
+    url = fresh_database("rulestream_read_models")
+    app = Rulestream(env=eventsourcing_env(Settings(database_url=url)))
+    yield app
+    app.close()
+    drop_database(url)
 
 
 @pytest.fixture
