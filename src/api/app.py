@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, gc_tuning
 from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
@@ -66,4 +66,6 @@ def from_environment() -> FastAPI:
     from api.bootstrap import open_application
 
     settings = Settings()
-    return create_app(settings, open_application(settings))
+    app = create_app(settings, open_application(settings))
+    gc_tuning.settle()
+    return app

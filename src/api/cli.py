@@ -30,7 +30,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from api import audit_cli, embedded, projections_cli
+from api import audit_cli, embedded, gc_tuning, projections_cli
 from api.app import create_app
 from api.bootstrap import open_application, start
 from api.settings import Settings
@@ -72,6 +72,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             pids = ", ".join(f"{c.group} {c.process.pid}" for c in children.children if c.process)
             console.print(f"Workers (their own processes): {pids}")
         console.print(f"Listening on http://{host}:{port}  (docs at /docs)")
+        gc_tuning.settle()
         if args.command == "api" and args.workers > 1:
             # Several API processes on one port (the API is stateless): each builds its own app from the same
             # settings, which the environment carries (an embedded database's URL included).
@@ -110,6 +111,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         deadline = time.monotonic() + ELECTION_WAIT_SECONDS
         for runner in runners:
             runner.elected.wait(max(0.0, deadline - time.monotonic()))
+        gc_tuning.settle()
         tell_ready()
         while not stop.wait(1.0):
             pass
