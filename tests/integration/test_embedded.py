@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import talon_one
 
@@ -88,3 +90,21 @@ def test_an_embedded_database_keeps_a_session_across_a_restart(data_dir: Path, t
     finally:
         stop(second)
     assert "Development keys" not in (tmp_path / "second.log").read_text()
+
+
+@pytest.mark.integration
+def test_split_workers_run_on_the_embedded_database_and_it_stops_after_them(data_dir: Path, tmp_path: Path) -> None:
+    env = {**EMBEDDED, "RULESTREAM_DATA_DIR": str(data_dir)}
+    server = start_server("", tmp_path / "split.log", env, args=["--split"])
+    try:
+        key = rulestream(data_dir, "keys", "create", "--role", "integration", "--name", "t")
+        request = talon_one.IntegrationRequest(customer_session=talon_one.NewCustomerSessionV2(profile_id="ada"))
+        integration_api(server, key).update_customer_session_v2("cart-1", request)
+        deadline = time.monotonic() + 20  # the policy, a child process, follows the embedded database's log
+        while 'rulestream_follower_checkpoint{follower="policy"} 0.0' in httpx.get(f"{server.url}/metrics").text:
+            assert time.monotonic() < deadline, "the policy worker did not follow the log"
+            time.sleep(0.1)
+    finally:
+        stop(server)
+    assert "Workers (their own processes): policy" in (tmp_path / "split.log").read_text()
+    assert not (data_dir / "postgres" / "postmaster.pid").exists(), "the embedded server outlived Rulestream"
