@@ -99,10 +99,11 @@ class Supervisor:
                 readable, _, _ = select.select(list(pipes), [], [], max(0.0, min(remaining, 1.0)))
                 for fd in readable:
                     child = pipes.pop(fd)
-                    if not os.read(fd, 64):  # the pipe closed without a word: the child exited
+                    said = os.read(fd, 64)
+                    os.close(fd)
+                    if not said:  # the pipe closed without a word: the child exited
                         code = child.process.wait() if child.process else None
                         raise RuntimeError(f"worker {child.group} exited during start-up (code {code})")
-                    os.close(fd)
                 if remaining <= 0 and pipes:
                     raise RuntimeError(f"workers not ready in {START_TIMEOUT_SECONDS:.0f} s: "
                                        + ", ".join(c.group for c in pipes.values()))  # fmt: skip
