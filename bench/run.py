@@ -451,12 +451,15 @@ def main() -> None:
                         help="B1 and B2 against `serve` (one process), `serve --split` (followers as child processes), or both")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    shapes = args.shapes.split(",")
+    if not set(shapes) <= {"serve", "split"}:
+        parser.error("--shapes: serve, split or both")
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     rows: list[Row] = []
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("B0", lambda: bench_rules(rows)),
-        ("B1", lambda: [bench_http(args.seconds, rows, only, shape == "split") for shape in args.shapes.split(",")]),
+        ("B1", lambda: [bench_http(args.seconds, rows, only, shape == "split") for shape in shapes]),
         ("B3", lambda: bench_appends(args.seconds, rows)),
         ("B4", lambda: [bench_effect_latency(rows, args.seconds, rate) for rate in (100, 1000)]),
         ("P1", lambda: bench_policy(rows)),

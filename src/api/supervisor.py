@@ -46,7 +46,6 @@ class Child:
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
-        self.restarts = 0
         self.backoff = RESTART_SECONDS
 
     def start(self, *, ready_pipe: bool = True) -> int | None:
@@ -79,7 +78,7 @@ class Supervisor:
     """Start the children, wait until they are ready, restart those that exit, stop them all at the end."""
 
     def __init__(self, groups: Sequence[str], database_url: str) -> None:
-        env = {**os.environ, "DATABASE_URL": database_url, "RULESTREAM_SOLE_WRITER": "false"}
+        env = {**os.environ, "DATABASE_URL": database_url}
         self.children = [Child(group, env) for group in groups]
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -130,7 +129,6 @@ class Supervisor:
                         if self.stopping.is_set():
                             return
                         del due[child.group]
-                        child.restarts += 1
                         child.start(ready_pipe=False)  # not waited for: the API is serving already
 
     def stop(self) -> None:
