@@ -103,6 +103,7 @@ def test_the_followers_run_in_child_processes_that_are_started_again_when_they_d
 
 def test_stopping_serve_stops_its_children(served: Server) -> None:
     workers = workers_of(served.process.pid)
+    assert set(workers) == {"policy", "projections"}  # else the check below would pass on nothing
     served.process.terminate()
     assert served.process.wait(timeout=30) == 0
     assert not any(alive(pid) for pid in workers.values())
