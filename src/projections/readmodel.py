@@ -58,6 +58,7 @@ class ReadModel(Follower):
     tables: ClassVar[Sequence[Table]]
     batch_size = 1000
     gather_seconds = GATHER_SECONDS
+    hurried = True
     durable = False  # rebuilt from the log at will: a batch lost in a crash is applied again
 
     def __init__(self, app: Rulestream, *, generation: int | None = None) -> None:

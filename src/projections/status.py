@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from domain.application import Rulestream
-from projections.follower import CHECKPOINT, HEAD, LAG_EVENTS, LAG_SECONDS, lag_of
+from projections.follower import CHECKPOINT, HEAD, LAG_EVENTS, LAG_SECONDS, READERS_CHANNEL, lag_of
 from projections.readmodel import POINTERS, REBUILD_SUFFIX, ensure_schema
 from projections.rebuild import REBUILD_LOCK, rebuild_lock_key
 from projections.registry import POLICY, PROJECTIONS, READ_MODELS
 
 DEFAULT_WAIT_SECONDS = 2.0
+"""How long a read with ``Rulestream-Min-Position`` waits for it."""
+IMPLICIT_WAIT_SECONDS = 0.5
+"""How long a read without it waits for the log head as of the read (a read model that has failed, or is far
+behind, answers what it has, marked stale, instead of holding every read for the full wait)."""
 MAX_WAIT_SECONDS = 10.0
 
 
@@ -31,30 +36,47 @@ def ensure(app: Rulestream) -> None:
     app._rulestream_read_models_ready = True  # type: ignore[attr-defined]
 
 
-def checkpoint(app: Rulestream, name: str) -> int:
+def _reached(app: Rulestream, names: Sequence[str], *, head: bool = False) -> tuple[int, int]:
+    """The lowest checkpoint of ``names`` and (``head``) the log's last position, in one round trip."""
+    events = app.recorder.events_table_name  # type: ignore[attr-defined]
+    last = f'(SELECT max(notification_id) FROM "{events}")' if head else "0"
     with _datastore(app).get_connection() as conn, conn.cursor() as cursor:
         cursor.execute(
-            f'SELECT notification_id FROM "{_tracking(app)}" WHERE application_name = %s',
-            (name,),
+            f"SELECT min(coalesce(t.notification_id, 0)) AS reached, {last} AS head FROM unnest(%s::text[]) n "
+            f'LEFT JOIN "{_tracking(app)}" t ON t.application_name = n',  # a follower not set up yet: 0
+            (list(names),),
             prepare=True,
         )
-        row = cursor.fetchone()
-    return int(row["notification_id"] or 0) if row else 0
+        row = cursor.fetchone() or {}
+    return int(row.get("reached") or 0), int(row.get("head") or 0)
 
 
-def wait_for_position(app: Rulestream, names: list[str], position: int, timeout: float) -> int:
+def hurry(app: Rulestream) -> None:
+    """Ask the read models to apply what they have now rather than after their pause (``READERS_CHANNEL``)."""
+    with _datastore(app).get_connection() as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", (READERS_CHANNEL,), prepare=True)
+
+
+def wait_for_position(app: Rulestream, names: list[str], position: int | None, timeout: float) -> tuple[int, int]:
     """Wait (at most ``timeout`` seconds) until every projection in ``names`` has applied ``position``.
 
-    Answers the lowest of their checkpoints, which is below ``position`` when the wait timed out.
+    ``None`` is the log head as of the call: what every write that has answered recorded. Answers the lowest of
+    the checkpoints, which is below the position when the wait timed out, and the position waited for.
     """
     deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT_SECONDS)
+    reached, head = _reached(app, names, head=position is None)
+    target = head if position is None else position
+    if reached >= target:
+        return reached, target
+    hurry(app)
     pause = 0.002
-    while True:
-        reached = min(checkpoint(app, name) for name in names)
-        if reached >= position or time.monotonic() >= deadline:
-            return reached
+    while time.monotonic() < deadline:
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+        reached = _reached(app, names)[0]
+        if reached >= target:
+            break
+    return reached, target
 
 
 def status(app: Rulestream) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Read models over HTTP: the events log, sessions, customers and their loyalty ledger, effects, and the
 projections' status and rebuild (Management API subset of Talon.One, API.md §3 and §5).
 
-Every read endpoint accepts ``Rulestream-Min-Position: <log position>`` (e.g. the position a write answered
-with): it then waits, bounded, until the read model has applied that position, and answers with
+Every read waits, bounded, until the read model has applied what the log held when the read arrived (so a
+client reads its own writes, and everyone else's that had answered), or the position of
+``Rulestream-Min-Position: <log position>`` (e.g. one a write answered with; ``0``: no wait); it answers with
 ``Rulestream-Checkpoint`` and, if the wait timed out, ``Rulestream-Stale: true``.
 """
 
@@ -33,7 +34,7 @@ MinPosition = Annotated[
         alias="Rulestream-Min-Position",
         ge=0,
         le=MAX_INT,
-        description="Wait until the read model has applied this position.",
+        description="Wait until the read model has applied this position (default: the log head as of the read).",
     ),
 ]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=queries.MAX_PAGE)]
@@ -49,14 +50,14 @@ def _application(application_id: int) -> None:
 def _read(
     app: Rulestream, application_id: int, names: Sequence[str], min_position: int | None
 ) -> dict[str, str]:
-    """Check the application, make the models exist, wait for ``min_position``; answer the headers to send."""
+    """Check the application, make the models exist, wait for ``min_position`` (none: the log head as of now);
+    answer the headers to send."""
     _application(application_id)
     status.ensure(app)
-    if min_position is None:
-        return {}
-    reached = status.wait_for_position(app, list(names), min_position, status.DEFAULT_WAIT_SECONDS)
+    timeout = status.IMPLICIT_WAIT_SECONDS if min_position is None else status.DEFAULT_WAIT_SECONDS
+    reached, target = status.wait_for_position(app, list(names), min_position, timeout)
     headers = {"Rulestream-Checkpoint": str(reached)}
-    if reached < min_position:
+    if reached < target:
         headers["Rulestream-Stale"] = "true"
     return headers
 

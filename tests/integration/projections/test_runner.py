@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from psycopg.rows import DictRow
 
 from api.settings import Settings
 from domain.application import Rulestream
+from projections import status
 from projections.follower import FOLLOWER_LOCK, Follower, FollowerRunner, Recorded, lock_key, wait_for
 
 pytestmark = pytest.mark.integration
@@ -195,6 +197,55 @@ def test_a_lost_notification_is_made_up_for_by_polling(rulestream: Rulestream) -
         runner.stop()
         thread.join(timeout=10)
     assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
+
+
+def test_a_follower_that_gathers_applies_at_once_after_a_quiet_spell_and_in_one_batch_under_load(
+    rulestream: Rulestream,
+) -> None:
+    follower = Recording(unique("gathering"))
+    follower.batch_size = 100
+    follower.gather_seconds = 1.0
+    runner = FollowerRunner(rulestream, follower, poll_seconds=0.05)
+    thread = runner.thread()
+    try:
+        wait_for(lambda: runner.elected.is_set())
+        earlier = all_positions(rulestream)  # other tests' events: caught up first, then a quiet spell
+        wait_for(lambda: runner.checkpoint == (earlier[-1] if earlier else 0), timeout=30)
+        time.sleep(follower.gather_seconds)
+        write_events(rulestream, 1)
+        first = all_positions(rulestream)[-1]
+        wait_for(lambda: runner.checkpoint == first, timeout=0.8)  # quiet before it: no pause
+        write_events(rulestream, 3)  # within the window the first batch opened: they gather
+        head = all_positions(rulestream)[-1]
+        wait_for(lambda: runner.checkpoint == head, timeout=30)
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+    positions = all_positions(rulestream)
+    assert follower.batches[-2:] == [[first], [p for p in positions if first < p <= head]]
+
+
+def test_a_waiting_reader_cuts_a_read_models_pause_short(rulestream: Rulestream) -> None:
+    follower = Recording(unique("hurried"))
+    follower.gather_seconds = 30.0
+    follower.hurried = True
+    runner = FollowerRunner(rulestream, follower, poll_seconds=0.05)
+    thread = runner.thread()
+    try:
+        wait_for(lambda: runner.elected.is_set())
+        write_events(rulestream, 1)
+        first = all_positions(rulestream)[-1]
+        wait_for(lambda: runner.checkpoint == first)
+        write_events(rulestream, 1)
+        head = all_positions(rulestream)[-1]
+        time.sleep(0.3)
+        assert runner.checkpoint == first  # pausing
+        # What a read that finds its model behind does (``projections.status``); again and again, as the listener
+        # may not have added the channel yet.
+        wait_for(lambda: status.hurry(rulestream) or runner.checkpoint == head, timeout=10)
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
 
 
 def election_holders(app: Rulestream, names: Sequence[str]) -> set[int]:
