@@ -29,7 +29,7 @@ from domain.effects import Evaluation
 from domain.profile import ERASED, CustomerProfile
 from domain.session import CustomerSession
 from projections.follower import Recorded
-from projections.readmodel import ReadModel, Table
+from projections.readmodel import ReadModel, Table, insert_rows
 
 EVENTS = Table(
     "events_log",
@@ -141,23 +141,21 @@ class EventsLog(ReadModel):
         if later:
             # An event is evaluated once (exactly once by the policy); were it ever again, it would keep its latest
             # effects, and the side table its old types too.
-            cursor.executemany(
-                f"UPDATE {self.t('events_log')} SET effects = %s, effect_types = %s, failures = %s, "
-                "evaluated_at = %s WHERE position = %s",
-                later,
-            )
-            cursor.executemany(
+            values = ", ".join(["(%s::jsonb, %s::text[], %s::jsonb, %s::bigint, %s::bigint)"] * len(later))
+            cursor.execute(
+                f"WITH v (effects, types, failures, evaluated_at, position) AS (VALUES {values}), "
+                f"updated AS (UPDATE {self.t('events_log')} e SET effects = v.effects, effect_types = v.types, "
+                "failures = v.failures, evaluated_at = v.evaluated_at FROM v WHERE e.position = v.position "
+                "RETURNING e.position, e.created, e.effect_types) "
                 f"INSERT INTO {self.t('events_log_effect_types')} (effect_type, created, position) "
-                f"SELECT t, e.created, e.position FROM {self.t('events_log')} e, unnest(%s::text[]) t "
-                "WHERE e.position = %s ON CONFLICT DO NOTHING",
-                [(types, cause) for (_, types, _, _, cause) in later if types],
+                "SELECT t, u.created, u.position FROM updated u, unnest(u.effect_types) t ON CONFLICT DO NOTHING",
+                [value for row in later for value in row],
             )
         if touched:
-            cursor.executemany(
-                f"INSERT INTO {self.t('events_log_streams')} "
-                "(stream, profile, session, store, attributes) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (stream) DO UPDATE SET profile = EXCLUDED.profile, session = EXCLUDED.session, "
-                "store = EXCLUDED.store, attributes = EXCLUDED.attributes",
+            insert_rows(
+                cursor,
+                self.t("events_log_streams"),
+                ["stream", "profile", "session", "store", "attributes"],
                 [
                     (
                         s,
@@ -168,6 +166,8 @@ class EventsLog(ReadModel):
                     )
                     for s in touched
                 ],
+                "ON CONFLICT (stream) DO UPDATE SET profile = EXCLUDED.profile, session = EXCLUDED.session, "
+                "store = EXCLUDED.store, attributes = EXCLUDED.attributes",
             )
 
     def _erase(

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 
 from domain.effects import Evaluation
 from projections.follower import Recorded
-from projections.readmodel import ReadModel, Table
+from projections.readmodel import ReadModel, Table, insert_rows
 
 LEDGER = Table(
     "loyalty_ledger",
@@ -73,10 +73,12 @@ class Loyalty(ReadModel):
             for entry_row in entries:
                 copy.write_row(entry_row)
         table = self.t("loyalty_balances")
-        cursor.executemany(
-            f"INSERT INTO {table} AS b (profile, balance, earned, spent, entries, updated) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (profile) DO UPDATE SET "
+        insert_rows(
+            cursor,
+            f"{table} AS b",
+            ["profile", "balance", "earned", "spent", "entries", "updated"],
+            [(profile, *total) for profile, total in totals.items()],
+            "ON CONFLICT (profile) DO UPDATE SET "
             "balance = b.balance + EXCLUDED.balance, earned = b.earned + EXCLUDED.earned, "
             "spent = b.spent + EXCLUDED.spent, entries = b.entries + EXCLUDED.entries, updated = EXCLUDED.updated",
-            [(profile, *total) for profile, total in totals.items()],
         )

@@ -20,7 +20,7 @@ from domain.application import profile_id
 from domain.base import int_id
 from domain.profile import CustomerProfile
 from projections.follower import Recorded
-from projections.readmodel import ReadModel, Table
+from projections.readmodel import ReadModel, Table, insert_rows
 
 PROFILES = Table(
     "profiles",
@@ -64,13 +64,15 @@ class Profiles(ReadModel):
             profile["last_activity"] = event.timestamp
             profile["version"] = event.originator_version
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
-        cursor.executemany(
-            f"INSERT INTO {self.t('profiles')} ({', '.join(COLUMNS)}) "
-            f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (integration_id) DO UPDATE SET {updates}",
+        insert_rows(
+            cursor,
+            self.t("profiles"),
+            COLUMNS,
             [
                 tuple(Jsonb(p[c]) if c in ("attributes", "counted") else p[c] for c in COLUMNS)
                 for p in profiles.values()
             ],
+            f"ON CONFLICT (integration_id) DO UPDATE SET {updates}",
         )
 
 

@@ -31,6 +31,28 @@ DDL_LOCK = (7_002, 1)
 REBUILD_SUFFIX = ":rebuild"
 
 
+MAX_PARAMETERS = 65_535
+"""PostgreSQL's limit of parameters in one statement."""
+
+
+def insert_rows(
+    cursor: psycopg.Cursor[DictRow], into: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = ""
+) -> None:
+    """``INSERT INTO <into> (columns) VALUES (...), (...), ... <tail>``: one statement for a batch of rows.
+
+    ``executemany`` runs one statement per row (each parsed into its own execution by PostgreSQL, each dumped on
+    its own here); a multi-row ``VALUES`` is one, its values coerced to the target columns' types as in the
+    single-row form. ``tail`` is e.g. the ``ON CONFLICT`` clause; rows must not repeat a conflict key."""
+    per = max(1, MAX_PARAMETERS // len(columns))
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        cursor.execute(
+            f"INSERT INTO {into} ({', '.join(columns)}) VALUES {', '.join([row] * len(chunk))} {tail}",
+            [value for values in chunk for value in values],
+        )
+
+
 @dataclass(frozen=True)
 class Table:
     """A logical table: its columns (SQL) and its secondary indexes (suffix → index definition after ``ON t``)."""

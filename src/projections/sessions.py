@@ -19,7 +19,7 @@ from domain.base import int_id
 from domain.effects import Evaluation
 from domain.session import CANCELLED, CLOSED, OPEN, PARTIALLY_RETURNED, CartItem, CustomerSession
 from projections.follower import Recorded
-from projections.readmodel import ReadModel, Table
+from projections.readmodel import ReadModel, Table, insert_rows
 
 SESSIONS = Table(
     "sessions",
@@ -79,12 +79,13 @@ class Sessions(ReadModel):
             fold(sessions[key], event)
             touched.add(key)
         if touched:
-            names = ", ".join(COLUMNS)
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
-            cursor.executemany(
-                f"INSERT INTO {self.t('sessions')} ({names}) "
-                f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (integration_id) DO UPDATE SET {updates}",
+            insert_rows(
+                cursor,
+                self.t("sessions"),
+                COLUMNS,
                 [row_of(sessions[key]) for key in touched],
+                f"ON CONFLICT (integration_id) DO UPDATE SET {updates}",
             )
 
     def _load(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> dict[str, dict[str, Any]]:
