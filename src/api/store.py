@@ -22,6 +22,7 @@ Enabled by ``PROCESS_RECORDER_TOPIC=api.store:GroupCommitRecorder`` in the libra
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import threading
@@ -39,6 +40,8 @@ from psycopg import sql
 log = logging.getLogger("rulestream.store")
 
 MAX_BATCH_EVENTS = 2000
+APPEND_FUNCTION_LOCK = 7_003
+"""Advisory lock key under which processes create the append function (two at once would fail one)."""
 
 
 class GroupCommitRecorder(PostgresProcessRecorder):
@@ -61,6 +64,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         self._select_statements: dict[tuple[bool, bool, bool, bool], bytes] = {}
         self._notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self.channel_name)).as_bytes(None)
         self._begin: tuple[tuple[Any, ...], bytes] = ((), b"")
+        self._append: tuple[tuple[bytes, ...], bytes | None] = ((), None)
         self._queue: queue.SimpleQueue[tuple[Sequence[StoredEvent], Future[Sequence[int]]]] = queue.SimpleQueue()
         self._committer: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -112,12 +116,19 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             offset += len(events)
 
     def _write(self, events: Sequence[StoredEvent]) -> list[int]:
-        """One transaction in three round trips: begin, lock and notify as one simple query (several statements,
-        no parameters), the insert, the commit. With psycopg's transaction block they were six, each of which is
-        also, under load, a wait for the interpreter lock held by the commands' threads (the committer is one
-        thread: its waits are every command's)."""
+        """One transaction in one round trip: the append function (``_append_call``) takes the lock, notifies and
+        inserts, as the one statement of its transaction. Without the function (the role may not create it):
+        three, begin, lock and notify as one simple query (several statements, no parameters), the insert, the
+        commit. With psycopg's transaction block they were six, each of which is also, under load, a wait for the
+        interpreter lock held by the commands' threads (the committer is one thread: its waits are every
+        command's)."""
         with self.datastore.get_connection() as conn:
             try:
+                call = self._append_call(conn)
+                if call is not None:
+                    with conn.cursor() as curs:
+                        curs.execute(call, self._columns(events), prepare=True)
+                        return [row["n"] for row in curs.fetchall()]
                 with conn.cursor() as curs:
                     try:
                         curs.execute(self._begin_statement(), prepare=False)
@@ -132,6 +143,50 @@ class GroupCommitRecorder(PostgresProcessRecorder):
                     return ids
             except psycopg.errors.UniqueViolation as error:
                 raise IntegrityError(str(error)) from error
+
+    def _append_call(self, conn: psycopg.Connection[Any]) -> bytes | None:
+        """``SELECT n FROM <append function>(ids, versions, topics, states) n``, the function created if missing.
+
+        A PL/pgSQL function of the events table, named by a digest of what it runs: the current lock statements
+        (the audit trail replaces the library's, ``projections.audit.schema``), the ``NOTIFY`` and the insert, in
+        that order, so the lock is held before any position is drawn, as in the transaction it replaces. The
+        library's own function (``enable_db_functions``) does not lock: positions could commit out of order.
+        ``None`` if it cannot be created (the role may not create functions): the caller writes without it."""
+        statements = (*map(_rendered, self.lock_table_statements), self._notify_statement)
+        if self._append[0] == statements:
+            return self._append[1]
+        schema, id_type = self.datastore.schema, self.datastore.originator_id_type
+        digest = hashlib.sha256(b"\n".join((*statements, self._insert_rows_statement, id_type.encode()))).hexdigest()
+        name = sql.Identifier(schema, f"rulestream_append_{digest[:16]}")
+        signature = sql.SQL("{}(ids {t}[], versions bigint[], topics text[], states bytea[])").format(
+            name, t=sql.SQL(id_type)
+        )
+        table = sql.Identifier(schema, self.events_table_name)
+        create = sql.SQL(
+            "CREATE FUNCTION {signature} RETURNS SETOF bigint LANGUAGE plpgsql AS $rulestream$ BEGIN "
+            "{executes} RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; END $rulestream$"
+        ).format(
+            signature=signature,
+            executes=sql.SQL(" ").join(sql.SQL("EXECUTE {};").format(sql.Literal(s.decode())) for s in statements),
+            table=table,
+        )
+        call: bytes | None = sql.SQL("SELECT n FROM {}(%b, %b, %b, %b) n").format(name).as_bytes(conn)
+        try:
+            with conn.transaction(), conn.cursor() as curs:
+                curs.execute("SELECT pg_advisory_xact_lock(%s, 0)", (APPEND_FUNCTION_LOCK,))
+                curs.execute(
+                    "SELECT to_regprocedure(%s) IS NOT NULL AS found",
+                    (f"{name.as_string(conn)}({id_type}[], bigint[], text[], bytea[])",),
+                )
+                row = curs.fetchone()
+                if not (row and row["found"]):
+                    curs.execute(create)
+        except psycopg.errors.InsufficientPrivilege as error:
+            log.warning("cannot create the append function (%s): appends take three round trips", error)
+            call = None
+        self._append = (statements, call)
+        return call
 
     def _begin_statement(self) -> bytes:
         """``BEGIN``, the lock statements (the audit trail replaces the library's), ``NOTIFY``: one query."""
@@ -198,15 +253,15 @@ class GroupCommitRecorder(PostgresProcessRecorder):
 
     def _insert_only(self, curs: Any, events: Sequence[StoredEvent]) -> None:
         """Insert the events, without the lock and notify (taken once for the whole batch)."""
-        curs.execute(
-            self._insert_rows_statement,
-            (
-                [e.originator_id for e in events],
-                [e.originator_version for e in events],
-                [e.topic for e in events],
-                [e.state for e in events],
-            ),
-            prepare=True,
+        curs.execute(self._insert_rows_statement, self._columns(events), prepare=True)
+
+    @staticmethod
+    def _columns(events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
+        return (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
         )
 
 

@@ -128,3 +128,28 @@ def test_a_conflict_in_a_group_commit_fails_only_its_command_and_leaves_no_trans
             "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
         ).fetchone()
         assert row is not None and row["n"] == 0
+
+
+def test_a_group_commit_is_one_call_of_a_function_that_locks_the_log_and_notifies(own_rulestream: Rulestream) -> None:
+    recorder: Any = own_rulestream.recorder
+    recorder._write([StoredEvent(uuid.uuid4(), 1, "test:First", b"{}")])
+    table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+    with recorder.datastore.get_connection() as conn:
+        functions = conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'rulestream_append_%'").fetchall()
+    assert len(functions) == 1
+
+    listener = psycopg.connect(recorder.datastore.pool.conninfo, autocommit=True, **recorder.datastore.pool.kwargs)
+    holder = psycopg.connect(recorder.datastore.pool.conninfo, **recorder.datastore.pool.kwargs)
+    try:
+        listener.execute(f'LISTEN "{recorder.channel_name}"')
+        holder.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")  # what every writer of the log takes first
+        with ThreadPoolExecutor(1) as pool:
+            written = pool.submit(recorder._write, [StoredEvent(uuid.uuid4(), 1, "test:Second", b"{}")])
+            with pytest.raises(TimeoutError):
+                written.result(timeout=0.5)  # waits for the lock: positions still commit in order
+            holder.rollback()
+            assert len(written.result(timeout=10)) == 1
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [recorder.channel_name]
+    finally:
+        listener.close()
+        holder.close()
