@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import ApplicationDep, CorrelationId, EffectsDep, IntegrationKey, LoyaltyDep
+from api.direct import DirectRoute
 from api.effects import Effects
 from api.wire import talon
 from api.wire.integration import (
@@ -21,7 +22,7 @@ from domain.application import Outcome
 from domain.base import recording
 from domain.session import ReturnedItem
 
-router = APIRouter(tags=["Integration API"], default_response_class=FastJSONResponse)
+router = APIRouter(tags=["Integration API"], default_response_class=FastJSONResponse, route_class=DirectRoute)
 
 SessionId = Annotated[str, Path(alias="customerSessionId", min_length=1, max_length=1000)]
 ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)]
