@@ -62,6 +62,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             s.as_bytes(None) if isinstance(s, sql.Composable) else s for s in self.lock_table_statements
         ]
         self._select_statements: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._with_snapshot_statements: dict[str, bytes] = {}
         self._notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self.channel_name)).as_bytes(None)
         self._begin: tuple[tuple[Any, ...], bytes] = ((), b"")
         self._append: tuple[tuple[bytes, ...], bytes | None] = ((), None)
@@ -241,6 +242,40 @@ class GroupCommitRecorder(PostgresProcessRecorder):
                 StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
                 for row in curs.fetchall()
             ]
+
+    @retry((psycopg.InterfaceError, psycopg.OperationalError), max_attempts=10, wait=0.2)
+    def select_with_snapshot(
+        self, originator_id: UUID | str, snapshots_table: str
+    ) -> tuple[StoredEvent | None, list[StoredEvent]]:
+        """An aggregate's latest snapshot (from ``snapshots_table``, of the same schema) and its events after it, in
+        one statement: the library's repository asks two, the snapshot and then the events after it."""
+        statement = self._with_snapshot_statements.get(snapshots_table)
+        if statement is None:
+            statement = self._with_snapshot_statements[snapshots_table] = (
+                sql.SQL(
+                    "WITH s AS (SELECT originator_id, originator_version, topic, state FROM {snapshots} "
+                    "WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1) "
+                    "SELECT true AS snapshot, * FROM s UNION ALL "
+                    "SELECT false, originator_id, originator_version, topic, state FROM {events} "
+                    "WHERE originator_id = %s AND originator_version > coalesce((SELECT originator_version FROM s), 0) "
+                    "ORDER BY snapshot DESC, originator_version"
+                )
+                .format(
+                    snapshots=sql.Identifier(self.datastore.schema, snapshots_table),
+                    events=sql.Identifier(self.datastore.schema, self.events_table_name),
+                )
+                .as_bytes(None)
+            )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (originator_id, originator_id), prepare=True)
+            rows = curs.fetchall()
+        stored = [
+            (row["snapshot"], StoredEvent(row["originator_id"], row["originator_version"], row["topic"],
+                                          bytes(row["state"])))
+            for row in rows
+        ]  # fmt: skip
+        snapshot = next((event for is_snapshot, event in stored if is_snapshot), None)
+        return snapshot, [event for is_snapshot, event in stored if not is_snapshot]
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
         # The library's: lock, notify, insert; the insert in binary arrays (module docstring).

@@ -384,8 +384,7 @@ class Rulestream(CatalogService, Application[UUID]):
                             aggregate = project_aggregate(aggregate, newer)
                             self._cache_if_newer(deepcopy(aggregate))
                 except KeyError:
-                    project: Any = project_aggregate
-                    loaded: Stream = self.repository._reconstruct_aggregate(aggregate_id, None, project)  # noqa: SLF001
+                    loaded = self._load(aggregate_id)
                     self._cache_if_newer(loaded)
                     aggregate = deepcopy(loaded)
             else:
@@ -394,6 +393,25 @@ class Rulestream(CatalogService, Application[UUID]):
             return None
         if not isinstance(aggregate, kind):
             raise NotFound(f"{aggregate_id} is not a {kind.__name__}")
+        return aggregate
+
+    def _load(self, aggregate_id: UUID) -> Stream:
+        """An aggregate as the log has it now: its latest snapshot and the events after it.
+
+        In one query when the recorder can (``select_with_snapshot``), where the library's repository asks two:
+        the snapshot, then the events after it (for a new customer, both answer nothing)."""
+        snapshots = self.repository.snapshot_store
+        select = getattr(self.recorder, "select_with_snapshot", None)
+        project: Any = project_aggregate
+        if snapshots is None or select is None:
+            loaded: Stream = self.repository._reconstruct_aggregate(aggregate_id, None, project)  # noqa: SLF001
+            return loaded
+        snapshot, events = select(aggregate_id, snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
+        stream = [snapshots.mapper.to_domain_event(snapshot)] if snapshot is not None else []
+        stream += [self.repository.event_store.mapper.to_domain_event(e) for e in events]
+        aggregate: Stream | None = project(None, stream)
+        if aggregate is None:
+            raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
         return aggregate
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from api.db import eventsourcing_env
 from api.settings import Settings
@@ -40,20 +41,21 @@ def test_a_long_profile_history_is_snapshotted_and_loads_from_the_snapshot(setti
     assert b"Ann Example" not in stored[0].state  # the attributes are sealed, as in the profile's events
 
     fresh = Rulestream(env=eventsourcing_env(settings))
-    read: list[int] = []
-    original = fresh.repository.event_store.get
+    read: list[tuple[bool, int]] = []
+    recorder: Any = fresh.recorder
+    original = recorder.select_with_snapshot
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        events = list(original(*args, **kwargs))
-        read.append(len(events))
-        return events
+        found, events = original(*args, **kwargs)
+        read.append((found is not None, len(events)))
+        return found, events
 
-    fresh.repository.event_store.get = counting  # type: ignore[method-assign]
+    recorder.select_with_snapshot = counting
     profile = fresh.get_profile(pid)
     assert profile is not None and profile.version == 121
     assert (profile.closed_sessions, profile.total_sales, profile.sessions) == (60, Decimal(600), 60)
     assert profile.attributes == {NAME: "Ann Example"}
-    assert read == [121 - snapshot.originator_version]  # only the events after the snapshot
+    assert read == [(True, 121 - snapshot.originator_version)]  # one query: the snapshot, the events after it
     fresh.close()
     app.close()
 
