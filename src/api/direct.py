@@ -2,8 +2,8 @@
 
 FastAPI solves an endpoint's dependencies anew for every request: it walks the dependency tree, looks up each
 header and query parameter, validates each value through a field, and caches by call identity. For the
-Integration API's commands that was a tenth of the API process's CPU under load (py-spy, B1's load) — as much as
-the command's own profile load. ``DirectRoute`` plans, once per route, how to produce the same arguments directly:
+Integration API's commands that was a tenth of the API process's CPU under B1's load (py-spy). ``DirectRoute``
+plans, once per route, how to produce the same arguments directly:
 
 - the body: the one JSON body model, validated with ``model_validate`` on what ``orjson`` parsed — FastAPI
   validates what ``json.loads`` parsed with the same model in the same (Python) mode;
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
+JSON_TYPES = ("application/json", "application/json; charset=utf-8")
 """The content types this path parses; others (``+json`` types, other charsets) go FastAPI's way."""
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -159,7 +159,7 @@ async def _arguments(planned: _Plan, request: Request) -> dict[str, Any] | None:
             return None
         values.update(found)
     if planned.body_model is not None and planned.body_name is not None:
-        if request.headers.get("content-type", "").encode().lower() not in JSON_TYPES:
+        if request.headers.get("content-type", "").lower() not in JSON_TYPES:
             return None
         body = await request.body()  # kept on the request: FastAPI's handler reads it again if it takes over
         try:
