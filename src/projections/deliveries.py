@@ -117,6 +117,7 @@ class Deliveries(Follower):
     name = "deliveries"
     batch_size = 1000
     gather_seconds = GATHER_SECONDS
+    reads = (Webhook.Event, Evaluation.Evaluated)
     MAX_ATTEMPTS = 10
     BACKOFF_BASE = timedelta(seconds=1)
     BACKOFF_CAP = timedelta(minutes=10)

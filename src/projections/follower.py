@@ -35,6 +35,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import TopicError, resolve_topic
 from prometheus_client import Gauge
 from psycopg import sql
 from psycopg.rows import DictRow
@@ -111,6 +112,11 @@ class Follower(ABC):
     ``apply`` fetches) and one for all its writes, the checkpoint and the commit. Not for followers that
     ``COPY`` (pipeline mode has no COPY)."""
 
+    reads: tuple[type, ...] | None = None
+    """The event classes ``apply`` looks at (``None``: all). The runner decodes no other event of the log: the
+    policy would otherwise decode every evaluation it recorded itself, to skip it; its checkpoint still passes
+    them. An event whose topic names no class is decoded (and fails) as before."""
+
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
         """Create the follower's tables (idempotent)."""
 
@@ -181,6 +187,8 @@ class FollowerRunner:
             .as_bytes(None)
         )
         """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring)."""
+        self._topics: dict[str, bool] = {}
+        """Whether the follower reads events of each topic seen (``Follower.reads``)."""
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -278,16 +286,17 @@ class FollowerRunner:
             ):
                 if not self.follower.durable:
                     cursor.execute("SET LOCAL synchronous_commit = off")
-                stored, batch = self._lock_and_read(cursor)
+                stored, read, batch = self._lock_and_read(cursor)
                 if stored != self.checkpoint:
                     # A rebuild switched this read model over, or another runner went ahead: continue from there.
                     log.info("follower %s: checkpoint moved from %s to %s", name, self.checkpoint, stored)
                     self.checkpoint = stored
                     self.follower.start(cursor)
-                if not batch:
+                if not read:
                     return 0
-                self.follower.apply(cursor, batch)
-                last = self.follower.passed(batch[-1].position)
+                if batch:
+                    self.follower.apply(cursor, batch)
+                last = self.follower.passed(read[-1])
                 self._write_checkpoint(cursor, last, self.follower.notifications(last))
         except BaseException:
             self.follower.rolled_back()
@@ -295,15 +304,16 @@ class FollowerRunner:
         self.checkpoint = last
         self.follower.committed()
         CHECKPOINT.labels(name).set(last)
-        return len(batch)
+        return len(read)
 
     def read(self, cursor: psycopg.Cursor[DictRow], after: int, limit: int) -> list[Recorded]:
         """The next ``limit`` events of the log after position ``after``, decoded, read in ``cursor``'s transaction."""
         cursor.execute(self._read_statement, (after, limit), prepare=True)
         return self._decoded(cursor.fetchall())
 
-    def _lock_and_read(self, cursor: psycopg.Cursor[DictRow]) -> tuple[int, list[Recorded]]:
-        """Lock the follower's tracking row; answer the checkpoint stored there and the batch after it.
+    def _lock_and_read(self, cursor: psycopg.Cursor[DictRow]) -> tuple[int, list[int], list[Recorded]]:
+        """Lock the follower's tracking row; answer the checkpoint stored there, the positions read after it, and
+        the batch of those the follower reads (``Follower.reads``), decoded.
 
         The events are read in the statement's snapshot, taken before the lock was granted: if another runner
         moved the checkpoint meanwhile, the lock answers its new value, and the read, after that value, sees a
@@ -313,7 +323,21 @@ class FollowerRunner:
         if not rows:
             raise RuntimeError(f"follower {self.follower.name}: no tracking row (setup did not run)")
         stored = int(rows[0]["checkpoint"] or 0)
-        return stored, self._decoded([row for row in rows if row["notification_id"] is not None])
+        rows = [row for row in rows if row["notification_id"] is not None]
+        read = [row["notification_id"] for row in rows]
+        return stored, read, self._decoded([row for row in rows if self._reads(row["topic"])])
+
+    def _reads(self, topic: str) -> bool:
+        wanted = self.follower.reads
+        if wanted is None:
+            return True
+        found = self._topics.get(topic)
+        if found is None:
+            try:
+                found = self._topics[topic] = issubclass(resolve_topic(topic), wanted)
+            except (TopicError, TypeError):
+                found = True  # decoded as before, and failing as before
+        return found
 
     def _decoded(self, rows: list[DictRow]) -> list[Recorded]:
         events = DecodedEvents.of(self.app).decode(rows)

@@ -70,6 +70,7 @@ class RulePolicy(Follower):
     name = "policy"
     batch_size = 500
     announces = True  # the responses of commands wait for it (api.effects.PolicyProgress)
+    reads = (CustomerSession.Event, CustomerProfile.Event, Rule.Event, Delay.DelayCameDue)  # not its evaluations
     pipelined = True  # a batch's writes (state tables, evaluations, checkpoint) go out together
 
     def __init__(self, app: Rulestream) -> None:

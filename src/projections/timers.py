@@ -52,6 +52,7 @@ class Timers(Follower):
     name = "timers"
     batch_size = 1000
     gather_seconds = GATHER_SECONDS
+    reads = (Delay.DelayScheduled, Delay.DelayCameDue)
 
     def __init__(self, app: Rulestream, clock: Clock | None = None, *, alarm: bool = True) -> None:
         self.app = app

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,8 +20,18 @@ from psycopg.rows import DictRow
 
 from api.settings import Settings
 from domain.application import Rulestream
+from domain.session import CustomerSession
 from projections import status
-from projections.follower import FOLLOWER_LOCK, Follower, FollowerRunner, Recorded, lock_key, wait_for
+from projections.follower import (
+    FOLLOWER_LOCK,
+    DecodedEvents,
+    Follower,
+    FollowerRunner,
+    Recorded,
+    lock_key,
+    wait_for,
+)
+from tests.builders import session_changes
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +49,7 @@ class Recording(Follower):
         self.label = runner_label
         self.fail_once_at = fail_once_at
         self.batches: list[list[int]] = []
+        self.events: list[Any] = []
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:
         cursor.execute(
@@ -51,6 +63,7 @@ class Recording(Follower):
                 self.fail_once_at = None
                 raise RuntimeError("crash in the middle of a batch")
         self.batches.append([r.position for r in batch])
+        self.events.extend(r.event for r in batch)
 
 
 def positions_applied(app: Rulestream, table: str) -> list[int]:
@@ -242,10 +255,42 @@ def test_a_waiting_reader_cuts_a_read_models_pause_short(rulestream: Rulestream)
         assert runner.checkpoint == first  # pausing
         # What a read that finds its model behind does (``projections.status``); again and again, as the listener
         # may not have added the channel yet.
-        wait_for(lambda: status.hurry(rulestream) or runner.checkpoint == head, timeout=10)
+        def hurried() -> bool:
+            status.hurry(rulestream)
+            return runner.checkpoint == head
+
+        wait_for(hurried, timeout=10)
     finally:
         runner.stop()
         thread.join(timeout=10)
+
+
+def test_a_follower_decodes_only_the_events_it_reads_and_its_checkpoint_passes_the_others(
+    rulestream: Rulestream,
+) -> None:
+    follower = Recording(unique("choosy"))
+    follower.batch_size = 10_000
+    follower.reads = (CustomerSession.Created,)
+    write_events(rulestream, 2)  # profiles registered: not read
+    rulestream.update_session(unique("s"), session_changes(profile=unique("p")), "open")
+    decoded: list[int] = []
+    original = DecodedEvents.decode
+
+    def counting(self: DecodedEvents, rows: Any) -> Any:
+        decoded.extend(row["notification_id"] for row in rows)
+        return original(self, rows)
+
+    DecodedEvents.decode = counting  # type: ignore[method-assign]
+    try:
+        runner = FollowerRunner(rulestream, follower)
+        runner.run_until_caught_up()
+    finally:
+        DecodedEvents.decode = original  # type: ignore[method-assign]
+    applied = positions_applied(rulestream, follower.table)
+    assert applied and decoded == applied  # the sessions' creations only
+    assert follower.events and all(isinstance(e, CustomerSession.Created) for e in follower.events)
+    positions = all_positions(rulestream)
+    assert len(applied) < len(positions) and runner.checkpoint == positions[-1]  # past those it does not read
 
 
 def election_holders(app: Rulestream, names: Sequence[str]) -> set[int]:
