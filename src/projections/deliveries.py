@@ -150,6 +150,8 @@ class Deliveries(Follower):
         self.stopping.set()
 
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
+        if not batch:
+            return
         cursor.execute("SELECT * FROM webhook_targets WHERE NOT removed")
         targets = {row["webhook_id"]: dict(row) for row in cursor.fetchall()}
         rows: list[tuple[Any, ...]] = []

@@ -125,7 +125,8 @@ class Follower(ABC):
 
     @abstractmethod
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
-        """Apply a batch inside the transaction that also moves the checkpoint."""
+        """Apply a batch inside the transaction that also moves the checkpoint (empty when every event read was of a
+        class the follower does not read)."""
 
     def notifications(self, last: int) -> list[tuple[str, str]]:
         """What the batch's commit notifies (channel, payload): the new checkpoint if the follower announces."""
@@ -294,8 +295,7 @@ class FollowerRunner:
                     self.follower.start(cursor)
                 if not read:
                     return 0
-                if batch:
-                    self.follower.apply(cursor, batch)
+                self.follower.apply(cursor, batch)  # perhaps empty: it resets what the follower keeps per batch
                 last = self.follower.passed(read[-1])
                 self._write_checkpoint(cursor, last, self.follower.notifications(last))
         except BaseException:
