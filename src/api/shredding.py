@@ -12,7 +12,7 @@ This is infrastructure, wired through the library's own seams: ``ShreddingFactor
 or a follower builds does the same. ``src/domain`` never sees a key.
 
 Keys are cached per process for ``KEY_TTL`` seconds, so other processes may still decrypt for that long after
-an erasure; a process that decodes the erasure event (every follower does) drops the key at once.
+an erasure; a process that decodes the erasure event (the policy and every read model do) drops the key at once.
 """
 
 from __future__ import annotations

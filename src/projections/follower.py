@@ -431,10 +431,10 @@ def _notification(row: DictRow) -> Notification:
 class DecodedEvents:
     """The events a process's followers decoded last, by log position, shared by all of them.
 
-    Every follower reads every event; without this each would decode it again (JSON, upcasting, unsealing
-    personal data): the read models of ``worker projections`` five times over. Domain events are immutable, so
-    the followers can share one object. An erasure empties the cache, so that nothing decoded before it is
-    handed out after it (the key is gone; decoding again yields ``ERASED``).
+    The followers of a process read the same events (the read models every one); without this each would decode
+    them again (JSON, upcasting, unsealing personal data): the read models of ``worker projections`` five times
+    over. Domain events are immutable, so the followers can share one object. An erasure empties the cache, so
+    that nothing decoded before it is handed out after it (the key is gone; decoding again yields ``ERASED``).
     """
 
     SIZE = 8192
