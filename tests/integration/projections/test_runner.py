@@ -217,7 +217,7 @@ def test_a_follower_that_gathers_applies_at_once_after_a_quiet_spell_and_in_one_
 ) -> None:
     follower = Recording(unique("gathering"))
     follower.batch_size = 100
-    follower.gather_seconds = 1.0
+    follower.gather_seconds = 2.0  # the three writes below must fit in the window the first batch opens
     runner = FollowerRunner(rulestream, follower, poll_seconds=0.05)
     thread = runner.thread()
     try:
