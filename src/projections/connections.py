@@ -149,6 +149,10 @@ class Subscription:
         self.event.clear()
         return woken
 
+    def clear(self) -> None:
+        """Forget a notification that came before now (what it asked for is being done)."""
+        self.event.clear()
+
     def close(self) -> None:
         self.notifier.unsubscribe(self)
 

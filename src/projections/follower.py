@@ -237,6 +237,8 @@ class FollowerRunner:
                 observed = applied = 0.0
                 while not self.stopping.is_set():
                     began = time.monotonic()
+                    if hurry is not None:
+                        hurry.clear()  # a reader that asked before this step is served by it
                     found = self.step()
                     if found:
                         applied = began  # an empty step (a poll) opens no window: the next event goes at once

@@ -22,6 +22,7 @@ from api.settings import Settings
 from domain.application import Rulestream
 from domain.session import CustomerSession
 from projections import status
+from projections.connections import LISTEN_TICK
 from projections.follower import (
     FOLLOWER_LOCK,
     DecodedEvents,
@@ -242,19 +243,19 @@ def test_a_waiting_reader_cuts_a_read_models_pause_short(rulestream: Rulestream)
     follower = Recording(unique("hurried"))
     follower.gather_seconds = 30.0
     follower.hurried = True
+    follower.batch_size = 1_000_000  # the shared log so far, in the first batch: it opens the window
+    write_events(rulestream, 1)
+    first = all_positions(rulestream)[-1]
     runner = FollowerRunner(rulestream, follower, poll_seconds=0.05)
     thread = runner.thread()
     try:
-        wait_for(lambda: runner.elected.is_set())
-        write_events(rulestream, 1)
-        first = all_positions(rulestream)[-1]
-        wait_for(lambda: runner.checkpoint == first)
+        wait_for(lambda: runner.checkpoint == first, timeout=30)
+        time.sleep(3 * LISTEN_TICK)  # the listener adds the readers' channel, and wakes its subscribers once
         write_events(rulestream, 1)
         head = all_positions(rulestream)[-1]
         time.sleep(0.3)
         assert runner.checkpoint == first  # pausing
-        # What a read that finds its model behind does (``projections.status``); again and again, as the listener
-        # may not have added the channel yet.
+        # What a read that finds its model behind does (``projections.status``).
         def hurried() -> bool:
             status.hurry(rulestream)
             return runner.checkpoint == head
