@@ -65,7 +65,8 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         self._with_snapshot_statements: dict[str, bytes] = {}
         self._notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self.channel_name)).as_bytes(None)
         self._begin: tuple[tuple[Any, ...], bytes] = ((), b"")
-        self._append: tuple[tuple[bytes, ...], bytes | None] = ((), None)
+        self._append: tuple[tuple[Any, ...], bytes | None] = ((), None)
+        """The lock statements the append function was made for, and the statement that calls it."""
         self._queue: queue.SimpleQueue[tuple[Sequence[StoredEvent], Future[Sequence[int]]]] = queue.SimpleQueue()
         self._committer: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -153,9 +154,10 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         that order, so the lock is held before any position is drawn, as in the transaction it replaces. The
         library's own function (``enable_db_functions``) does not lock: positions could commit out of order.
         ``None`` if it cannot be created (the role may not create functions): the caller writes without it."""
-        statements = (*map(_rendered, self.lock_table_statements), self._notify_statement)
-        if self._append[0] == statements:
-            return self._append[1]
+        key = tuple(self.lock_table_statements)
+        if self._append[0] == key:
+            return self._append[1]  # every write but the first: nothing is rendered again
+        statements = (*map(_rendered, key), self._notify_statement)
         schema, id_type = self.datastore.schema, self.datastore.originator_id_type
         digest = hashlib.sha256(b"\n".join((*statements, self._insert_rows_statement, id_type.encode()))).hexdigest()
         name = sql.Identifier(schema, f"rulestream_append_{digest[:16]}")
@@ -186,7 +188,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         except psycopg.errors.InsufficientPrivilege as error:
             log.warning("cannot create the append function (%s): appends take three round trips", error)
             call = None
-        self._append = (statements, call)
+        self._append = (key, call)
         return call
 
     def _begin_statement(self) -> bytes:
@@ -238,10 +240,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
-                for row in curs.fetchall()
-            ]
+            return [_stored(row) for row in curs.fetchall()]
 
     @retry((psycopg.InterfaceError, psycopg.OperationalError), max_attempts=10, wait=0.2)
     def select_with_snapshot(
@@ -269,13 +268,8 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, (originator_id, originator_id), prepare=True)
             rows = curs.fetchall()
-        stored = [
-            (row["snapshot"], StoredEvent(row["originator_id"], row["originator_version"], row["topic"],
-                                          bytes(row["state"])))
-            for row in rows
-        ]  # fmt: skip
-        snapshot = next((event for is_snapshot, event in stored if is_snapshot), None)
-        return snapshot, [event for is_snapshot, event in stored if not is_snapshot]
+        snapshot = next((_stored(row) for row in rows if row["snapshot"]), None)
+        return snapshot, [_stored(row) for row in rows if not row["snapshot"]]
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
         # The library's: lock, notify, insert; the insert in binary arrays (module docstring).
@@ -298,6 +292,11 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             [e.topic for e in events],
             [e.state for e in events],
         )
+
+
+def _stored(row: Any) -> StoredEvent:
+    """A row of an events or snapshots table as the library's ``StoredEvent``."""
+    return StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
 
 
 def _rendered(statement: Any) -> bytes:
