@@ -11,6 +11,9 @@ This is infrastructure, wired through the library's own seams: ``ShreddingFactor
 ``PERSISTENCE_MODULE`` (the Postgres factory whose mappers seal and unseal), so every mapper the application
 or a follower builds does the same. ``src/domain`` never sees a key.
 
+A new customer's key is made in the process and written in the transaction of the first events sealed with it
+(``ShreddingEventStore``): a customer's first command costs no round trip of its own for the key.
+
 Keys are cached per process for ``KEY_TTL`` seconds, so other processes may still decrypt for that long after
 an erasure; a process that decodes the erasure event (the policy and every read model do) drops the key at once.
 """
@@ -30,11 +33,20 @@ from uuid import UUID, uuid4
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    EventStore,
+    IntegrityError,
+    Mapper,
+    Notification,
+    Recording,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import get_topic
 from psycopg import sql
 
+from api.store import GroupCommitRecorder, KeyRow
 from domain.application import Rulestream, profile_id
 from domain.profile import ERASED, CustomerProfile
 from domain.session import CustomerSession
@@ -90,6 +102,9 @@ class ProfileKeys:
         self._lock = threading.Lock()
         self._by_profile: dict[UUID, tuple[float, UUID, bytes]] = {}
         self._by_id: dict[UUID, tuple[float, bytes | None]] = {}
+        self._refused: set[UUID] = set()
+        """Profiles whose key made with a command did not commit: the next one is asked of the database (a key
+        may have been made for them meanwhile, e.g. by a session's event)."""
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn, conn.transaction():
@@ -101,11 +116,33 @@ class ProfileKeys:
                 ).format(self.table)
             )
 
+    def cached_key_for(self, profile: UUID) -> tuple[UUID, bytes] | None:
+        cached = self._by_profile.get(profile)
+        return (cached[1], cached[2]) if cached and cached[0] > time.monotonic() else None
+
+    def make(self, profile: UUID) -> tuple[UUID, bytes] | None:
+        """A new key for a profile new to the log, to be written with its first events (``ShreddingEventStore``),
+        or ``None`` if the database must be asked (the profile's last made key did not commit)."""
+        if profile in self._refused:
+            return None
+        return uuid4(), AESGCM.generate_key(bit_length=256)
+
+    def made(self, rows: Sequence[KeyRow], *, committed: bool) -> None:
+        """Keys made with a command: cache them if its write committed, else ask the database next time."""
+        with self._lock:
+            if not committed and len(self._refused) >= self.cache_size:
+                self._refused.clear()
+            for _, profile, _ in rows:
+                (self._refused.add if not committed else self._refused.discard)(profile)
+        if committed:
+            for key_id, profile, key in rows:
+                self._remember(profile, key_id, key)
+
     def key_for(self, profile: UUID) -> tuple[UUID, bytes]:
         """The profile's live key (``key_id``, key), created if it has none."""
-        cached = self._by_profile.get(profile)
-        if cached and cached[0] > time.monotonic():
-            return cached[1], cached[2]
+        cached = self.cached_key_for(profile)
+        if cached:
+            return cached
         with self.datastore.get_connection() as conn:
             row = conn.execute(
                 self._create_statement, (uuid4(), profile, AESGCM.generate_key(bit_length=256), profile), prepare=True
@@ -120,6 +157,8 @@ class ProfileKeys:
             raise RuntimeError(f"no data key for profile {profile}")
         key_id, key = row["key_id"], bytes(row["data_key"])
         self._remember(profile, key_id, key)
+        with self._lock:
+            self._refused.discard(profile)
         return key_id, key
 
     def key(self, key_id: UUID) -> bytes | None:
@@ -198,6 +237,11 @@ class ShreddingMapper(Mapper[UUID]):
         self.keys = keys
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        return self.sealed(domain_event, None)
+
+    def sealed(self, domain_event: DomainEventProtocol[UUID], making: Making | None) -> StoredEvent:
+        """The stored event, its personal field sealed; with ``making``, under a key made for a profile new to the
+        log if it has none cached (recorded in ``making.made``)."""
         if _is_profile_snapshot(domain_event):
             return super().to_stored_event(self._seal_snapshot(domain_event))
         personal = personal_data(domain_event)
@@ -205,13 +249,24 @@ class ShreddingMapper(Mapper[UUID]):
             return super().to_stored_event(domain_event)
         owner, field = personal
         state = dict(vars(domain_event))
-        state[field] = self._seal(owner, domain_event, field, state[field])
+        state[field] = self._seal(owner, domain_event, field, state[field], making)
         clone = object.__new__(type(domain_event))
         object.__setattr__(clone, "__dict__", state)
         return super().to_stored_event(clone)
 
-    def _seal(self, owner: UUID, event: Any, field: str, value: Any) -> dict[str, Any]:
-        key_id, key = self.keys.key_for(owner)
+    def _key_for(self, owner: UUID, making: Making | None) -> tuple[UUID, bytes]:
+        if making is None or owner not in making.new:
+            return self.keys.key_for(owner)
+        made = making.made.get(owner) or self.keys.cached_key_for(owner)
+        if made is None:
+            made = self.keys.make(owner)
+            if made is None:
+                return self.keys.key_for(owner)
+            making.made[owner] = made
+        return made
+
+    def _seal(self, owner: UUID, event: Any, field: str, value: Any, making: Making | None = None) -> dict[str, Any]:
+        key_id, key = self._key_for(owner, making)
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, self.transcoder.encode(value), self._aad(event, field))
         return {SEALED: 1, "kid": str(key_id), "nonce": _b64(nonce), "ct": _b64(sealed)}
@@ -280,16 +335,78 @@ class ShreddingMapper(Mapper[UUID]):
         return f"{event.originator_id}\n{event.originator_version}\n{field}".encode()
 
 
+class Making:
+    """The keys a write makes: for the profiles its events register (``new``), those made so far (``made``)."""
+
+    def __init__(self, new: set[UUID]) -> None:
+        self.new = new
+        self.made: dict[UUID, tuple[UUID, bytes]] = {}
+
+    def rows(self) -> list[KeyRow]:
+        return [(key_id, profile, key) for profile, (key_id, key) in self.made.items()]
+
+
+class ShreddingEventStore(EventStore[UUID]):
+    """The library's event store; a profile's first write also writes its new data key, in the same transaction.
+
+    A profile is new to the log when the write registers it (its version 1). Its key is then made here, not
+    asked of the database (a round trip of its own, before the write's): unless a key was made for it meanwhile
+    (by another process, or by a session's event before the profile registered), whose unique profile fails
+    the write as a version conflict does. The retry asks the database for that key (``ProfileKeys.made``)."""
+
+    def put(self, domain_events: Sequence[DomainEventProtocol[UUID]], **kwargs: Any) -> list[Recording[UUID]]:
+        mapper = self.mapper
+        new = {
+            e.originator_id
+            for e in domain_events
+            if isinstance(e, CustomerProfile.Registered) and e.originator_version == 1
+        }
+        recorder = self.recorder
+        if not new or not isinstance(mapper, ShreddingMapper) or not isinstance(recorder, GroupCommitRecorder):
+            return super().put(domain_events, **kwargs)
+        making = Making(new)
+        stored = [mapper.sealed(e, making) for e in domain_events]
+        rows = making.rows()
+        try:
+            ids = recorder.insert_events(stored, keys=rows, **kwargs)
+        except IntegrityError:
+            mapper.keys.made(rows, committed=False)
+            raise
+        mapper.keys.made(rows, committed=True)
+        return [
+            Recording(
+                d,
+                Notification(
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                    id=n,
+                ),
+            )  # fmt: skip
+            for d, s, n in zip(domain_events, stored, ids or (), strict=True)
+        ]
+
+
 class ShreddingFactory(PostgresFactory):
     """The Postgres infrastructure, with mappers that seal personal data (``PERSISTENCE_MODULE`` topic)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        table = f"{self.env.name.lower() or 'stored'}_profile_keys"
+        self.keys_table = f"{self.env.name.lower() or 'stored'}_profile_keys"
         cache_size = int(self.env.get("PROFILE_KEY_CACHE_MAXSIZE") or ProfileKeys.CACHE_SIZE)
-        self.profile_keys = ProfileKeys(self.datastore, table, cache_size)
+        self.profile_keys = ProfileKeys(self.datastore, self.keys_table, cache_size)
         if self.env_create_table():
             self.profile_keys.create_table()
+
+    def process_recorder(self) -> Any:
+        recorder = super().process_recorder()
+        if isinstance(recorder, GroupCommitRecorder):
+            recorder.use_keys_table(self.keys_table)
+        return recorder
+
+    def event_store(self, mapper: Any = None, recorder: Any = None) -> Any:
+        return ShreddingEventStore(mapper=mapper or self.mapper(), recorder=recorder or self.application_recorder())
 
     def mapper(self, transcoder: Transcoder | None = None, mapper_class: Any = None) -> Any:
         return ShreddingMapper(

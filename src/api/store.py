@@ -16,6 +16,10 @@ for 100 events 0.28 ms instead of 2.5. The statements (and the library's query o
 rendered to bytes once: psycopg renders an ``sql.Composed`` again on every execution. Same columns, same order,
 so ids come back in the events' order.
 
+A new customer's data key (``api.shredding``) can go into the same transaction as the first events sealed with
+it (``insert_events(..., keys=[(key_id, profile_id, key)])``): a plain ``INSERT`` into the keys table, whose
+unique profile fails the command like a version conflict if a key was made meanwhile (the retry asks for it).
+
 Enabled by ``PROCESS_RECORDER_TOPIC=api.store:GroupCommitRecorder`` in the library's environment.
 """
 
@@ -28,6 +32,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +45,8 @@ from psycopg import sql
 log = logging.getLogger("rulestream.store")
 
 MAX_BATCH_EVENTS = 2000
+KeyRow = tuple[UUID, UUID, bytes]
+"""A data key made with a command: key id, profile id, key (``api.shredding.ProfileKeys``)."""
 APPEND_FUNCTION_LOCK = 7_003
 """Advisory lock key under which processes create the append function (two at once would fail one)."""
 
@@ -64,20 +71,40 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         self._select_statements: dict[tuple[bool, bool, bool, bool], bytes] = {}
         self._with_snapshot_statements: dict[str, bytes] = {}
         self._notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self.channel_name)).as_bytes(None)
+        self.keys_table: str | None = None
+        """The data keys' table (same schema), set by ``api.shredding.ShreddingFactory``: only then may a write
+        carry keys."""
+        self._insert_keys_statement = b""
         self._begin: tuple[tuple[Any, ...], bytes] = ((), b"")
         self._append: tuple[tuple[Any, ...], bytes | None] = ((), None)
         """The lock statements the append function was made for, and the statement that calls it."""
-        self._queue: queue.SimpleQueue[tuple[Sequence[StoredEvent], Future[Sequence[int]]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Queued] = queue.SimpleQueue()
         self._committer: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def use_keys_table(self, table: str) -> None:
+        """Let writes carry new data keys, inserted into ``table`` (module docstring)."""
+        self.keys_table = table
+        self._insert_keys_statement = (
+            sql.SQL(
+                "INSERT INTO {} (key_id, profile_id, data_key) "
+                "SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::bytea[])"
+            )
+            .format(sql.Identifier(self.datastore.schema, table))
+            .as_bytes(None)
+        )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], *, keys: Sequence[KeyRow] = (), **kwargs: Any
+    ) -> Sequence[int] | None:
+        if keys and self.keys_table is None:
+            raise ValueError("this recorder has no keys table: a write cannot carry data keys")
         if kwargs.get("tracking") is not None or not stored_events:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, keys=keys, **kwargs)
             return ids
         self._ensure_committer()
         done: Future[Sequence[int]] = Future()
-        self._queue.put((stored_events, done))
+        self._queue.put(Queued(stored_events, keys, done))
         return done.result()
 
     def _ensure_committer(self) -> None:
@@ -90,34 +117,34 @@ class GroupCommitRecorder(PostgresProcessRecorder):
     def _commit_forever(self) -> None:
         while True:
             batch = [self._queue.get()]
-            size = len(batch[0][0])
+            size = len(batch[0].events)
             while size < MAX_BATCH_EVENTS:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)
-                size += len(item[0])
+                size += len(item.events)
             try:
                 self._commit(batch)
             except BaseException as error:  # noqa: BLE001 - every waiting command must hear of it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(error)
 
-    def _commit(self, batch: list[tuple[Sequence[StoredEvent], Future[Sequence[int]]]]) -> None:
-        everything = [e for events, _ in batch for e in events]
+    def _commit(self, batch: list[Queued]) -> None:
+        everything = [e for item in batch for e in item.events]
         try:
-            ids = self._write(everything)
+            ids = self._write(everything, [k for item in batch for k in item.keys])
         except IntegrityError:
             self._commit_one_by_one(batch)
             return
         offset = 0
-        for events, done in batch:
-            done.set_result(ids[offset : offset + len(events)])
-            offset += len(events)
+        for item in batch:
+            item.done.set_result(ids[offset : offset + len(item.events)])
+            offset += len(item.events)
 
-    def _write(self, events: Sequence[StoredEvent]) -> list[int]:
+    def _write(self, events: Sequence[StoredEvent], keys: Sequence[KeyRow] = ()) -> list[int]:
         """One transaction in one round trip: the append function (``_append_call``) takes the lock, notifies and
         inserts, as the one statement of its transaction. Without the function (the role may not create it):
         three, begin, lock and notify as one simple query (several statements, no parameters), the insert, the
@@ -129,11 +156,12 @@ class GroupCommitRecorder(PostgresProcessRecorder):
                 call = self._append_call(conn)
                 if call is not None:
                     with conn.cursor() as curs:
-                        curs.execute(call, self._columns(events), prepare=True)
+                        curs.execute(call, (*self._columns(events), *_key_columns(keys)), prepare=True)
                         return [row["n"] for row in curs.fetchall()]
                 with conn.cursor() as curs:
                     try:
                         curs.execute(self._begin_statement(), prepare=False)
+                        self._insert_keys(curs, keys)
                         self._insert_only(curs, events)
                         ids = [row["notification_id"] for row in curs.fetchall()]
                         curs.execute(b"COMMIT", prepare=False)
@@ -147,40 +175,60 @@ class GroupCommitRecorder(PostgresProcessRecorder):
                 raise IntegrityError(str(error)) from error
 
     def _append_call(self, conn: psycopg.Connection[Any]) -> bytes | None:
-        """``SELECT n FROM <append function>(ids, versions, topics, states) n``, the function created if missing.
+        """``SELECT n FROM <append function>(ids, versions, topics, states, key_ids, key_profiles, keys) n``, the
+        function created if missing.
 
         A PL/pgSQL function of the events table, named by a digest of what it runs: the current lock statements
-        (the audit trail replaces the library's, ``projections.audit.schema``), the ``NOTIFY`` and the insert, in
-        that order, so the lock is held before any position is drawn, as in the transaction it replaces. The
+        (the audit trail replaces the library's, ``projections.audit.schema``), the ``NOTIFY``, the data keys'
+        insert (if any) and the events', in that order, so the lock is held before any position is drawn, as in
+        the transaction it replaces. The
         library's own function (``enable_db_functions``) does not lock: positions could commit out of order.
         ``None`` if it cannot be created (the role may not create functions): the caller writes without it."""
-        key = tuple(self.lock_table_statements)
+        key = (*self.lock_table_statements, self.keys_table)
         if self._append[0] == key:
             return self._append[1]  # every write but the first: nothing is rendered again
-        statements = (*map(_rendered, key), self._notify_statement)
+        statements = (*map(_rendered, self.lock_table_statements), self._notify_statement)
         schema, id_type = self.datastore.schema, self.datastore.originator_id_type
-        digest = hashlib.sha256(b"\n".join((*statements, self._insert_rows_statement, id_type.encode()))).hexdigest()
-        name = sql.Identifier(schema, f"rulestream_append_{digest[:16]}")
-        signature = sql.SQL("{}(ids {t}[], versions bigint[], topics text[], states bytea[])").format(
-            name, t=sql.SQL(id_type)
+        keys_insert = (
+            sql.SQL(
+                "IF cardinality(key_ids) > 0 THEN INSERT INTO {} (key_id, profile_id, data_key) "
+                "SELECT * FROM unnest(key_ids, key_profiles, keys); END IF;"
+            ).format(sql.Identifier(schema, self.keys_table))
+            if self.keys_table
+            else sql.SQL("")
         )
+        keys_rendered = keys_insert.as_bytes(conn)
+        digest = hashlib.sha256(
+            b"\n".join((*statements, keys_rendered, self._insert_rows_statement, id_type.encode()))
+        ).hexdigest()
+        name = sql.Identifier(schema, f"rulestream_append_{digest[:16]}")
+        parameters = (
+            "{}(ids {t}[], versions bigint[], topics text[], states bytea[], "
+            "key_ids uuid[], key_profiles uuid[], keys bytea[])"
+        )
+        signature = sql.SQL(parameters).format(name, t=sql.SQL(id_type))
         table = sql.Identifier(schema, self.events_table_name)
         create = sql.SQL(
             "CREATE FUNCTION {signature} RETURNS SETOF bigint LANGUAGE plpgsql AS $rulestream$ BEGIN "
-            "{executes} RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; END $rulestream$"
+            "{executes} {keys_insert} RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, "
+            "state) SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; END $rulestream$"
         ).format(
             signature=signature,
             executes=sql.SQL(" ").join(sql.SQL("EXECUTE {};").format(sql.Literal(s.decode())) for s in statements),
+            keys_insert=keys_insert,
             table=table,
         )
-        call: bytes | None = sql.SQL("SELECT n FROM {}(%b, %b, %b, %b) n").format(name).as_bytes(conn)
+        call: bytes | None = (
+            sql.SQL("SELECT n FROM {}(%b, %b, %b, %b, %b::uuid[], %b::uuid[], %b::bytea[]) n")
+            .format(name)
+            .as_bytes(conn)
+        )
         try:
             with conn.transaction(), conn.cursor() as curs:
                 curs.execute("SELECT pg_advisory_xact_lock(%s, 0)", (APPEND_FUNCTION_LOCK,))
                 curs.execute(
                     "SELECT to_regprocedure(%s) IS NOT NULL AS found",
-                    (f"{name.as_string(conn)}({id_type}[], bigint[], text[], bytea[])",),
+                    (f"{name.as_string(conn)}({id_type}[], bigint[], text[], bytea[], uuid[], uuid[], bytea[])",),
                 )
                 row = curs.fetchone()
                 if not (row and row["found"]):
@@ -199,18 +247,19 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             self._begin = (statements, b"; ".join([b"BEGIN", *parts, self._notify_statement]))
         return self._begin[1]
 
-    def _commit_one_by_one(self, batch: list[tuple[Sequence[StoredEvent], Future[Sequence[int]]]]) -> None:
+    def _commit_one_by_one(self, batch: list[Queued]) -> None:
         results: list[tuple[Future[Sequence[int]], Sequence[int] | BaseException]] = []
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             self._lock_table(curs)
             self._notify_channel(curs)
-            for events, done in batch:
+            for item in batch:
                 try:
                     with conn.transaction():  # a savepoint
-                        self._insert_only(curs, events)
-                        results.append((done, [row["notification_id"] for row in curs.fetchall()]))
+                        self._insert_keys(curs, item.keys)
+                        self._insert_only(curs, item.events)
+                        results.append((item.done, [row["notification_id"] for row in curs.fetchall()]))
                 except psycopg.errors.UniqueViolation as error:
-                    results.append((done, IntegrityError(str(error))))
+                    results.append((item.done, IntegrityError(str(error))))
         for done, result in results:
             if isinstance(result, BaseException):
                 done.set_exception(result)
@@ -271,11 +320,18 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         snapshot = next((_stored(row) for row in rows if row["snapshot"]), None)
         return snapshot, [_stored(row) for row in rows if not row["snapshot"]]
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], *, keys: Sequence[KeyRow] = (), **_: Any
+    ) -> None:
         # The library's: lock, notify, insert; the insert in binary arrays (module docstring).
         self._lock_table(curs)
         self._notify_channel(curs)
+        self._insert_keys(curs, keys)
         self._insert_only(curs, stored_events)
+
+    def _insert_keys(self, curs: Any, keys: Sequence[KeyRow]) -> None:
+        if keys:
+            curs.execute(self._insert_keys_statement, _key_columns(keys), prepare=True)
 
     def _notify_channel(self, curs: Any) -> None:
         curs.execute(self._notify_statement)
@@ -292,6 +348,19 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             [e.topic for e in events],
             [e.state for e in events],
         )
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A command's write waiting for the committer: its events, the data keys made with them, its result."""
+
+    events: Sequence[StoredEvent]
+    keys: Sequence[KeyRow]
+    done: Future[Sequence[int]]
+
+
+def _key_columns(keys: Sequence[KeyRow]) -> tuple[list[UUID], list[UUID], list[bytes]]:
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
 
 
 def _stored(row: Any) -> StoredEvent:

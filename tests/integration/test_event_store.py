@@ -13,6 +13,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from api.db import eventsourcing_env
 from api.settings import Settings
+from api.store import Queued
 from domain.application import Rulestream, profile_id, session_id
 from domain.errors import InvalidTransition
 from tests.builders import cart_item, session_changes
@@ -115,8 +116,8 @@ def test_a_conflict_in_a_group_commit_fails_only_its_command_and_leaves_no_trans
     ok: Future[Any] = Future()
     clash: Future[Any] = Future()
     fresh = uuid.uuid4()
-    recorder._commit([([StoredEvent(fresh, 1, "test:Fresh", b"{}")], ok),
-                      ([StoredEvent(taken, 1, "test:Again", b"{}")], clash)])  # fmt: skip
+    recorder._commit([Queued([StoredEvent(fresh, 1, "test:Fresh", b"{}")], (), ok),
+                      Queued([StoredEvent(taken, 1, "test:Again", b"{}")], (), clash)])  # fmt: skip
     assert len(ok.result()) == 1 and ok.result()[0] > before
     assert isinstance(clash.exception(), IntegrityError)
     assert [e.topic for e in recorder.select_events(fresh)] == ["test:Fresh"]

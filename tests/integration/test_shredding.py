@@ -67,3 +67,101 @@ def test_processes_creating_a_profile_key_at_the_same_time_all_get_the_one_key(r
         with ThreadPoolExecutor(8) as pool:
             got = set(pool.map(first_use, [profile] * 8, [barrier] * 8))
         assert len(got) == 1  # all eight agree, none failed (the loser of the insert reads the winner's key)
+
+
+def _key_rows(rulestream: Rulestream, profile: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """The profile's data keys: id, and the transaction that wrote each (``xmin``)."""
+    with rulestream.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(
+            "SELECT key_id, xmin::text AS tx FROM rulestream_profile_keys WHERE profile_id = %s", (profile,)
+        ).fetchall()
+    return [(row["key_id"], row["tx"]) for row in rows]
+
+
+def _written_by(rulestream: Rulestream, aggregate: uuid.UUID) -> set[str]:
+    with rulestream.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(
+            "SELECT DISTINCT xmin::text AS tx FROM rulestream_events WHERE originator_id = %s", (aggregate,)
+        ).fetchall()
+    return {row["tx"] for row in rows}
+
+
+def _sealed_with(rulestream: Rulestream, aggregate: uuid.UUID) -> set[str]:
+    import json
+
+    events = rulestream.recorder.select_events(aggregate)
+    states = [json.loads(e.state) for e in events]
+    return {s["attributes"]["kid"] for s in states if isinstance(s.get("attributes"), dict) and "kid" in s["attributes"]}
+
+
+def test_a_new_customers_key_is_written_in_the_transaction_of_its_first_events(
+    settings: Settings, rulestream: Rulestream
+) -> None:
+    who = f"p-{uuid.uuid4().hex[:8]}"
+    attribute = f"nick_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("CustomerProfile", attribute, "string")
+    rulestream.update_profile(who, {attribute: who}, run_rule_engine=False)
+    keys = _key_rows(rulestream, profile_id(who))
+    assert len(keys) == 1
+    assert _written_by(rulestream, profile_id(who)) == {keys[0][1]}  # one transaction: the key made in-process
+    assert _sealed_with(rulestream, profile_id(who)) == {str(keys[0][0])}
+    rulestream.update_profile(who, {attribute: "again"}, run_rule_engine=False)  # the cached key, no new one
+    assert _key_rows(rulestream, profile_id(who)) == keys
+
+    fresh = Rulestream(env=eventsourcing_env(settings))  # another process reads it back with the stored key
+    try:
+        profile = fresh.get_profile(who)
+        assert profile is not None and profile.attributes[attribute] == "again"
+    finally:
+        fresh.close()
+
+
+def test_a_key_made_meanwhile_elsewhere_fails_the_first_attempt_and_the_retry_seals_with_that_key(
+    settings: Settings, rulestream: Rulestream
+) -> None:
+    from api.shredding import ProfileKeys
+
+    who = f"p-{uuid.uuid4().hex[:8]}"
+    attribute = f"nick_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("CustomerProfile", attribute, "string")
+    shared: ProfileKeys = rulestream.factory.profile_keys  # type: ignore[attr-defined]
+    elsewhere = ProfileKeys(shared.datastore, "rulestream_profile_keys")  # another process, e.g. a session's event
+    theirs, _ = elsewhere.key_for(profile_id(who))
+
+    rulestream.update_profile(who, {attribute: who}, run_rule_engine=False)
+    assert [key_id for key_id, _ in _key_rows(rulestream, profile_id(who))] == [theirs]
+    assert _sealed_with(rulestream, profile_id(who)) == {str(theirs)}
+    assert not shared._refused  # asked once, then known
+    fresh = Rulestream(env=eventsourcing_env(settings))
+    try:
+        profile = fresh.get_profile(who)
+        assert profile is not None and profile.attributes[attribute] == who
+    finally:
+        fresh.close()
+
+
+def test_a_group_commit_writes_each_commands_keys_and_a_taken_profile_fails_only_its_command(
+    own_rulestream: Rulestream,
+) -> None:
+    from concurrent.futures import Future
+    from typing import Any
+
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    from api.store import Queued
+
+    recorder: Any = own_rulestream.recorder
+    taken = uuid.uuid4()
+    recorder._write([StoredEvent(uuid.uuid4(), 1, "test:Other", b"{}")], [(uuid.uuid4(), taken, b"k" * 32)])
+    fresh, clashing = uuid.uuid4(), uuid.uuid4()
+    ok: Future[Any] = Future()
+    clash: Future[Any] = Future()
+    made = (uuid.uuid4(), fresh, b"f" * 32)
+    recorder._commit([Queued([StoredEvent(fresh, 1, "test:Fresh", b"{}")], [made], ok),
+                      Queued([StoredEvent(clashing, 1, "test:Clash", b"{}")], [(uuid.uuid4(), taken, b"c" * 32)],
+                             clash)])  # fmt: skip
+    assert len(ok.result()) == 1
+    assert isinstance(clash.exception(), IntegrityError)
+    assert [key_id for key_id, _ in _key_rows(own_rulestream, fresh)] == [made[0]]
+    assert len(_key_rows(own_rulestream, taken)) == 1
+    assert recorder.select_events(clashing) == []
