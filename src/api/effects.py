@@ -5,20 +5,29 @@ memory; a request waits on a condition variable (woken by the notification, not 
 checkpoint reaches the command's last log position. It also re-reads the checkpoint every second, so a lost
 notification costs at most that. On timeout the response carries what is known and ``Rulestream-Effects: pending``.
 
+The same thread hears the evaluations each policy batch recorded (``projections.policy.EFFECTS_CHANNEL``, sent
+before the batch's progress) and keeps them until a response takes its own: for a command the listener heard
+every batch of, its effects are in memory, and an evaluation not there was not recorded (the policy records one
+only when it says something), so the response reads nothing from the log. Positions at or below ``floor`` (before
+the listener connected, or whose evaluations were dropped to bound the memory) are read from the log as before.
+
 Dry runs do not wait: they call the same decision function in-process, on the would-be events, reading the
 policy's state without writing any of it.
 """
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -31,7 +40,7 @@ from domain.rules.context import HistoryItem
 from domain.rules.decide import RuleIndex
 from domain.session import CustomerSession
 from projections.follower import PROGRESS_CHANNEL
-from projections.policy import RulePolicy, build_index
+from projections.policy import EFFECTS_CHANNEL, RulePolicy, build_index
 from projections.policy_state import PolicyState
 
 log = logging.getLogger("rulestream.effects")
@@ -46,25 +55,51 @@ class Effects:
     pending: bool = False
 
 
+TOO_BIG = StoredEvent(UUID(int=0), 0, "", b"")
+"""Stands for an evaluation whose notification said only that it exists (too big to send): read it from the log."""
+HEARD_LIMIT = 20_000
+"""Evaluations heard and kept for responses, at most (those of other processes' commands are never taken)."""
+BATCHES_LIMIT = 10_000
+"""Batches whose evaluations are remembered, at most (a response waits seconds at most, not 10,000 batches)."""
+
+
 class PolicyProgress:
-    """The policy's checkpoint as this process last heard it."""
+    """The policy's checkpoint as this process last heard it, and the evaluations its batches sent."""
 
     def __init__(self, app: Rulestream) -> None:
         self.app = app
         self.checkpoint = 0
+        self.floor = 0
+        """Evaluations of positions above this were all heard (and are kept unless taken)."""
+        self._heard: dict[UUID, StoredEvent] = {}
+        self._batches: deque[tuple[int, list[UUID]]] = deque()
+        """The heard evaluations by the checkpoint of the batch that sent them, oldest first (to drop them)."""
+        self._unplaced: list[UUID] = []
+        """Heard since the last progress notification: their batch's checkpoint comes next."""
         self._lock = threading.Lock()
         self._waiters: list[tuple[int, int, threading.Event]] = []
         """A heap of (position, tie-breaker, event): only the requests the new checkpoint passes are woken."""
         self._ticket = itertools.count()
         self.stopping = threading.Event()
+        self.listening = threading.Event()
+        """Set once the listener has connected and read the checkpoint (tests wait for it)."""
         self._thread = threading.Thread(target=self._listen, name="policy-progress", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _advance(self, position: int) -> None:
+    def _advance(self, position: int, *, heard: bool = True) -> None:
+        """The policy passed ``position``; ``heard``: as its notification said, else as read from its table (the
+        notifications of batches up to there may not have been heard, or not yet: their effects are read from the
+        log)."""
         with self._lock:
+            if heard and self._unplaced:
+                self._batches.append((position, self._unplaced))
+                self._unplaced = []
+                self._bound()
+            if not heard and position > self.checkpoint:
+                self.floor = max(self.floor, position)
             if position <= self.checkpoint:
                 return
             self.checkpoint = position
@@ -83,17 +118,61 @@ class PolicyProgress:
         except psycopg.errors.UndefinedTable:
             return
         if row and row[0] is not None:
-            self._advance(int(row[0]))
+            self._advance(int(row[0]), heard=False)
+
+    def _hear(self, payload: str) -> None:
+        """Keep the evaluations of an ``EFFECTS_CHANNEL`` notification for the responses that will take them."""
+        heard: dict[UUID, StoredEvent] = {}
+        for line in payload.split("\n"):
+            originator, _, rest = line.partition(" ")
+            topic, _, state = rest.partition(" ")
+            key = UUID(originator)
+            heard[key] = TOO_BIG if topic == "-" else StoredEvent(key, 1, topic, base64.b64decode(state))
+        with self._lock:
+            self._heard.update(heard)
+            self._unplaced.extend(heard)
+            self._bound()
+
+    def _bound(self) -> None:
+        """Drop the oldest batches' evaluations beyond the limits (under the lock): their positions are read from
+        the log from now on."""
+        while self._batches and (len(self._heard) > HEARD_LIMIT or len(self._batches) > BATCHES_LIMIT):
+            checkpoint, dropped = self._batches.popleft()
+            for key in dropped:
+                self._heard.pop(key, None)
+            self.floor = max(self.floor, checkpoint)
+
+    def _reset(self) -> None:
+        """A new connection: what was sent while there was none is lost; the checkpoint read next is the floor."""
+        with self._lock:
+            self._heard.clear()
+            self._batches.clear()
+            self._unplaced = []
+            self.floor = max(self.floor, self.checkpoint)
+
+    def take(self, first: int, ids: Sequence[UUID]) -> list[StoredEvent] | None:
+        """The heard evaluations among ``ids`` (of events at positions from ``first`` on, which the policy has
+        passed), taken out; ``None`` if they must be read from the log (not all heard, or one too big)."""
+        with self._lock:
+            if first <= self.floor:
+                return None
+            found = [self._heard.pop(i) for i in ids if i in self._heard]
+        return None if any(e is TOO_BIG for e in found) else found
 
     def _listen(self) -> None:
         params = {k: v for k, v in self.app.recorder.datastore.pool.kwargs.items() if k != "row_factory"}  # type: ignore[attr-defined]
         while not self.stopping.is_set():
             try:
                 with psycopg.connect(**params, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute(f'LISTEN "{PROGRESS_CHANNEL}"')
+                    conn.execute(f'LISTEN "{PROGRESS_CHANNEL}"; LISTEN "{EFFECTS_CHANNEL}"')
+                    self._reset()
                     self._read(conn)
+                    self.listening.set()
                     while not self.stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
+                            if note.channel == EFFECTS_CHANNEL:
+                                self._hear(note.payload)
+                                continue
                             name, _, position = note.payload.partition(":")
                             if name == RulePolicy.name:
                                 self._advance(int(position))
@@ -151,7 +230,9 @@ class EffectsReader:
         if last is None:
             return Effects()
         done = self.progress.wait(last, self.wait_seconds)
-        result = self.recorded([(e.originator_id, e.originator_version) for e in outcome.events])
+        causes = [(e.originator_id, e.originator_version) for e in outcome.events]
+        heard = self.progress.take(min(outcome.positions), [evaluation_id(*c) for c in causes]) if done else None
+        result = self.recorded(causes) if heard is None else self._effects(heard)
         result.pending = not done
         return result
 
@@ -161,18 +242,24 @@ class EffectsReader:
         Not through the repository: that is a query per cause (most have no evaluation), and each evaluation
         read would take a place in the aggregate cache that the sessions and profiles being written need.
         """
-        result = Effects()
         ids = [evaluation_id(originator_id, version) for originator_id, version in causes]
         recorder: Any = self.app.recorder
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(self._recorded_statement, (ids,), prepare=True)
             rows = cursor.fetchall()
-        found: dict[Any, Any] = {}
-        for row in rows:
-            stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
-            found[row["originator_id"]] = self.app.mapper.to_domain_event(stored)
-        for evaluation_of in ids:
-            evaluated = found.get(evaluation_of)
+        by_id = {
+            row["originator_id"]: StoredEvent(
+                row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
+            )
+            for row in rows
+        }
+        return self._effects([by_id[i] for i in ids if i in by_id])
+
+    def _effects(self, evaluations: Sequence[StoredEvent]) -> Effects:
+        """The effects and failures of these stored evaluations, in their order."""
+        result = Effects()
+        for stored in evaluations:
+            evaluated = self.app.mapper.to_domain_event(stored)
             if isinstance(evaluated, Evaluation.Evaluated):
                 result.effects.extend(numeric(evaluated.effects))
                 result.failures.extend(evaluated.failures)

@@ -11,10 +11,14 @@ Delayed rules (``domain.delays``): for a rule with ``delay`` the policy records 
 transaction, and keeps the trigger in ``policy_delays``; events of a ``cancelIf`` type mark it cancelled there; on
 ``DelayCameDue`` (recorded by ``projections.timers``) it evaluates the rule as it is then, against the session and
 profile as they are at that point of the log, and records the ``Evaluation`` with the ``DelayCameDue`` as cause.
+
+A batch's commit also sends the evaluations it recorded, as stored, on ``EFFECTS_CHANNEL`` (before its progress on
+``PROGRESS_CHANNEL``): a command's response reads its effects from there (``api.effects``), not from the log.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,6 +45,32 @@ from projections.follower import Follower, Recorded
 from projections.policy_state import PolicyCache, PolicyState
 
 log = logging.getLogger("rulestream.policy")
+
+EFFECTS_CHANNEL = "rulestream_effects"
+"""What the policy's batch recorded, sent with its commit: a line per evaluation, ``<originator id> <topic>
+<state in base64>``, or ``<originator id> -`` for one too big to send (read it from the log). A notification's
+payload is shorter than 8,000 bytes: a batch sends as many as it takes."""
+NOTIFY_LIMIT = 7_900
+
+
+def effects_payloads(evaluations: Sequence[StoredEvent]) -> list[str]:
+    """The ``EFFECTS_CHANNEL`` payloads that carry these stored evaluations (module docstring)."""
+    payloads: list[str] = []
+    lines: list[str] = []
+    size = 0
+    for stored in evaluations:
+        line = f"{stored.originator_id} {stored.topic} {base64.b64encode(stored.state).decode()}"
+        if len(line) > NOTIFY_LIMIT:
+            line = f"{stored.originator_id} -"
+        if lines and size + 1 + len(line) > NOTIFY_LIMIT:
+            payloads.append("\n".join(lines))
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line) + 1
+    if lines:
+        payloads.append("\n".join(lines))
+    return payloads
+
 
 CACHE_SIZE = 20_000
 """Sessions and profiles kept by default (``POLICY_CACHE_MAXSIZE`` of the application's environment)."""
@@ -108,9 +138,11 @@ class RulePolicy(Follower):
 
     _recorded: Sequence[int] = ()
     """Log positions of the events the current batch recorded."""
+    _evaluations: Sequence[StoredEvent] = ()
+    """The evaluations among them, as stored (``EFFECTS_CHANNEL``)."""
 
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
-        self._recorded = ()
+        self._recorded = self._evaluations = ()
         state = PolicyState(cursor, self.cache)
         if self._reload_rules:
             self.rules = build_index(state.rules())
@@ -288,9 +320,9 @@ class RulePolicy(Follower):
 
     def _record(self, cursor: psycopg.Cursor[DictRow], aggregates: Sequence[Stream]) -> None:
         recorder: Any = self.app.recorder
-        stored: list[StoredEvent] = [
-            self.app.mapper.to_stored_event(e) for aggregate in aggregates for e in aggregate.collect_events()
-        ]
+        events = [e for aggregate in aggregates for e in aggregate.collect_events()]
+        stored: list[StoredEvent] = [self.app.mapper.to_stored_event(e) for e in events]
+        self._evaluations = [s for e, s in zip(events, stored, strict=True) if isinstance(e, Evaluation.Evaluated)]
         # A cursor of its own: in pipeline mode a cursor keeps only its last statement's result. The library's
         # insert without its NOTIFY, which goes with the checkpoint's statement (``notifications``).
         with cursor.connection.cursor() as insert:
@@ -300,7 +332,8 @@ class RulePolicy(Follower):
 
     def notifications(self, last: int) -> list[tuple[str, str]]:
         log_channel: str = self.app.recorder.channel_name  # type: ignore[attr-defined]
-        return super().notifications(last) + ([(log_channel, "")] if self._recorded else [])
+        effects = [(EFFECTS_CHANNEL, payload) for payload in effects_payloads(self._evaluations)]
+        return effects + super().notifications(last) + ([(log_channel, "")] if self._recorded else [])
 
     def passed(self, last: int) -> int:
         # What the batch recorded follows its last event when no other writer appended in between (the insert

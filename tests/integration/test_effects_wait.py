@@ -55,3 +55,64 @@ def test_the_effects_of_a_command_are_read_for_each_of_its_events(rulestream: Ru
         assert unrelated.effects == [] and unrelated.failures == []
     finally:
         reader.stop()
+
+
+def test_a_response_takes_its_effects_from_the_policys_notification_and_reads_nothing_from_the_log(
+    rulestream: Rulestream,
+) -> None:
+    name = f"buy_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("Event", "amount", "number", event_type=name)
+    RuleBook(rulestream).create(
+        {"name": "points", "trigger": [name], "condition": {"attr": "event.attributes.amount", "op": "gt", "value": 5},
+         "effects": [{"effectType": "addLoyaltyPoints",
+                      "props": {"name": "p", "value": {"attr": "event.attributes.amount"}}}]},
+        "test",
+    )  # fmt: skip
+    FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+    reader = EffectsReader(rulestream, wait_seconds=5)
+    try:
+        assert reader.progress.listening.wait(10)
+        rewarded = rulestream.track_event(name, {"amount": 7}, f"p-{uuid.uuid4().hex[:8]}", None)
+        ignored = rulestream.track_event(name, {"amount": 1}, f"p-{uuid.uuid4().hex[:8]}", None)  # no evaluation
+        FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
+        from_log = [reader.recorded([(e.originator_id, e.originator_version) for e in o.events])
+                    for o in (rewarded, ignored)]  # fmt: skip
+
+        def no_log_read(causes: object) -> object:
+            raise AssertionError("read from the log")
+
+        reader.recorded = no_log_read  # type: ignore[assignment, method-assign]
+        heard = [reader.of(rewarded), reader.of(ignored)]
+        assert [h.effects for h in heard] == [f.effects for f in from_log]
+        assert [(e["effectType"], e["props"]["value"]) for e in heard[0].effects] == [("addLoyaltyPoints", 7)]
+        assert heard[1].effects == [] and not heard[0].pending and not heard[1].pending
+        assert reader.progress._heard == {}  # taken, not kept
+    finally:
+        reader.stop()
+
+
+def test_evaluations_not_all_heard_or_too_big_to_send_are_read_from_the_log(rulestream: Rulestream) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    from projections.policy import NOTIFY_LIMIT, effects_payloads
+
+    small = [StoredEvent(uuid.uuid4(), 1, "domain.effects:Evaluation.Evaluated", b"{}" * 100) for _ in range(40)]
+    big = StoredEvent(uuid.uuid4(), 1, "domain.effects:Evaluation.Evaluated", b"x" * NOTIFY_LIMIT)
+    payloads = effects_payloads([*small[:20], big, *small[20:]])
+    assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
+    assert f"{big.originator_id} -" in "\n".join(payloads).split("\n")
+
+    progress = PolicyProgress(rulestream)
+    try:
+        assert progress.listening.wait(10)
+        base = progress.checkpoint + 10**12  # beyond any real position: only what this test sends
+        for payload in payloads:
+            progress._hear(payload)
+        progress._advance(base + 10)
+        assert progress.take(base + 1, [small[0].originator_id, uuid.uuid4()]) == [small[0]]
+        assert progress.take(base + 1, [small[1].originator_id, big.originator_id]) is None  # too big: the log
+        progress._advance(base + 20, heard=False)  # a checkpoint read, not heard: its batch may not be heard yet
+        assert progress.take(base + 15, [small[2].originator_id]) is None
+        assert progress.take(base + 21, [small[3].originator_id]) == [small[3]]
+    finally:
+        progress.stop()
