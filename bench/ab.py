@@ -1,10 +1,10 @@
-"""A/B: B1's load against two source trees, interleaved, with the CPU each process spent per request.
+"""A/B: B1's load (or B2's) against two source trees, interleaved, with the CPU each process spent per request.
 
-    PYTHONPATH=src:. .venv/bin/python bench/ab.py --base /tmp/base [--rounds 2] [--seconds 8] [--serve]
+    PYTHONPATH=src:. .venv/bin/python bench/ab.py --base /tmp/base [--rounds 2] [--seconds 8] [--serve] [--load B2]
 
 ``--base`` is another checkout (e.g. ``git worktree add /tmp/base <commit>``); the other tree is this one. Each
-round runs B1 (``POST /v2/events``, one rule, 64 connections, ``wrk``) on a fresh database against the base, then
-against this tree, so both see the same machine within seconds of each other: on a shared, noisy machine only
+round runs B1 (``POST /v2/events``, one rule, 64 connections, ``wrk``; ``--load B2``: B2's session updates) on a
+fresh database against the base, then against this tree, so both see the same machine within seconds of each other: on a shared, noisy machine only
 such pairs can be compared. Reported per run: requests/s and CPU ms per request of the API process, of each
 worker (``--serve``: the one process) and of PostgreSQL (every ``postgres`` process on the machine, so run it on
 an otherwise idle one). The table is appended to bench/RESULTS.md.
@@ -25,6 +25,7 @@ from bench.run import (  # noqa: E402
     EVENT_BODY,
     INTEGRATION_KEY,
     MANAGEMENT_KEY,
+    SESSION_BODY,
     append_results,
     declare_rule,
     free_port,
@@ -56,7 +57,14 @@ def postgres_cpu() -> float:
     return total
 
 
-def run_once(tree: Path, seconds: int, serve: bool) -> dict[str, float]:
+LOADS = {
+    "B1": ("POST", '"/v2/events"', EVENT_BODY),
+    "B2": ("PUT", '"/v2/customer_sessions/bench-s" .. n', SESSION_BODY),
+}
+"""The requests of each benchmark's load (``bench/run.py``)."""
+
+
+def run_once(tree: Path, seconds: int, serve: bool, load: str = "B1") -> dict[str, float]:
     database = fresh_database("rulestream_bench_ab")
     port = free_port()
     env = {"DATABASE_URL": database, "RULESTREAM_INTEGRATION_KEY": INTEGRATION_KEY,
@@ -73,7 +81,7 @@ def run_once(tree: Path, seconds: int, serve: bool) -> dict[str, float]:
         url = f"http://127.0.0.1:{port}"
         declare_rule(url)
         before = {name: cpu_seconds(p.pid) for name, p in processes.items()} | {"postgres": postgres_cpu()}
-        rate, p99 = wrk(url, lua("POST", '"/v2/events"', EVENT_BODY), seconds)
+        rate, p99 = wrk(url, lua(*LOADS[load]), seconds)
         after = {name: cpu_seconds(p.pid) for name, p in processes.items()} | {"postgres": postgres_cpu()}
     finally:
         for process in processes.values():
@@ -90,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--serve", action="store_true", help="one `rulestream serve` process instead of api + workers")
+    parser.add_argument("--load", choices=sorted(LOADS), default="B1", help="whose requests (default B1's)")
     args = parser.parse_args()
     head = HERE.parent
     trees = {"base": args.base.resolve(), "this": head}
@@ -98,7 +107,7 @@ def main() -> None:
     results: list[tuple[str, dict[str, float]]] = []
     for _ in range(args.rounds):
         for name, tree in trees.items():
-            results.append((name, run_once(tree, args.seconds, args.serve)))
+            results.append((name, run_once(tree, args.seconds, args.serve, args.load)))
             sys.stdout.write(f"{labels[name]}: {results[-1]}\n")
     columns = [c for c in results[0][1] if c not in ("rate", "p99")]
     table = ["| tree | req/s | p99 ms | " + " | ".join(f"CPU ms/req {c}" for c in columns) + " |",
@@ -109,7 +118,7 @@ def main() -> None:
     text = "\n".join(table)
     sys.stdout.write(text + "\n")
     mode = "serve" if args.serve else "split"
-    append_results(f"A/B, B1's load, {mode}, {args.seconds} s rounds", "`bench/ab.py`", text)
+    append_results(f"A/B, {args.load}'s load, {mode}, {args.seconds} s rounds", "`bench/ab.py`", text)
 
 
 if __name__ == "__main__":

@@ -320,6 +320,42 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         snapshot = next((_stored(row) for row in rows if row["snapshot"]), None)
         return snapshot, [_stored(row) for row in rows if not row["snapshot"]]
 
+    @retry((psycopg.InterfaceError, psycopg.OperationalError), max_attempts=10, wait=0.2)
+    def select_all_with_snapshots(
+        self, originator_ids: Sequence[UUID], snapshots_table: str
+    ) -> dict[UUID, tuple[StoredEvent | None, list[StoredEvent]]]:
+        """``select_with_snapshot`` of several aggregates in one statement (those with neither are left out)."""
+        statement = self._with_snapshot_statements.get(f"all:{snapshots_table}")
+        if statement is None:
+            statement = self._with_snapshot_statements[f"all:{snapshots_table}"] = (
+                sql.SQL(
+                    "WITH s AS (SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state "
+                    "FROM {snapshots} WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version DESC) "
+                    "SELECT true AS snapshot, * FROM s UNION ALL "
+                    "SELECT false, e.originator_id, e.originator_version, e.topic, e.state FROM {events} e "
+                    "WHERE e.originator_id = ANY(%s) AND e.originator_version > "
+                    "coalesce((SELECT s.originator_version FROM s WHERE s.originator_id = e.originator_id), 0) "
+                    "ORDER BY snapshot DESC, originator_id, originator_version"
+                )
+                .format(
+                    snapshots=sql.Identifier(self.datastore.schema, snapshots_table),
+                    events=sql.Identifier(self.datastore.schema, self.events_table_name),
+                )
+                .as_bytes(None)
+            )
+        ids = list(originator_ids)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (ids, ids), prepare=True)
+            rows = curs.fetchall()
+        found: dict[UUID, tuple[StoredEvent | None, list[StoredEvent]]] = {}
+        for row in rows:
+            snapshot, events = found.setdefault(row["originator_id"], (None, []))
+            if row["snapshot"]:
+                found[row["originator_id"]] = (_stored(row), events)
+            else:
+                events.append(_stored(row))
+        return found
+
     def _insert_stored_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], *, keys: Sequence[KeyRow] = (), **_: Any
     ) -> None:

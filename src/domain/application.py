@@ -89,6 +89,10 @@ class Outcome:
         return None
 
 
+MISSING: Any = object()
+"""Not asked yet (``Rulestream._profile_for``)."""
+
+
 class Rulestream(CatalogService, Application[UUID]):
     """Customer sessions, customer profiles, custom events and API keys, in one ordered log."""
 
@@ -117,10 +121,16 @@ class Rulestream(CatalogService, Application[UUID]):
         changes = checked_session_changes(self.catalog(), changes)
 
         def attempt() -> Outcome:
-            session = self._get(session_id(integration_id), CustomerSession)
+            named = changes.get("profileId")
+            if named:  # both known up front: one load for the two (``_get_all``)
+                session, known = self._get_all(
+                    [(session_id(integration_id), CustomerSession), (profile_id(named), CustomerProfile)]
+                )
+            else:
+                session = self._get(session_id(integration_id), CustomerSession)
             counted = session.total if session is not None and session.counts_as_sale else None
-            profile_key = changes.get("profileId") or (session.profile_id if session else None)
-            profile = self._profile_for(profile_key)
+            profile_key = named or (session.profile_id if session else None)
+            profile = self._profile_for(profile_key, known if named else MISSING)
             if session is None:
                 first = profile is None or profile.sessions == 0
                 session = CustomerSession.start(
@@ -349,11 +359,12 @@ class Rulestream(CatalogService, Application[UUID]):
             reason = "reopened" if session.state == OPEN else "cancelled"
             profile.uncount_sale(session.integration_id, counted, reason)
 
-    def _profile_for(self, integration_id: str | None) -> CustomerProfile | None:
-        """The profile with this integration id; an unknown one is registered empty (Talon.One does the same)."""
+    def _profile_for(self, integration_id: str | None, loaded: Any = MISSING) -> CustomerProfile | None:
+        """The profile with this integration id; an unknown one is registered empty (Talon.One does the same).
+        ``loaded``: what ``_get`` answered for it already, if it was asked (``MISSING`` if not)."""
         if not integration_id:
             return None
-        profile = self._get(profile_id(integration_id), CustomerProfile)
+        profile = self._get(profile_id(integration_id), CustomerProfile) if loaded is MISSING else loaded
         if profile is None:
             profile = CustomerProfile.register(profile_id(integration_id), integration_id, {}, run_rule_engine=False)
         return profile
@@ -394,6 +405,34 @@ class Rulestream(CatalogService, Application[UUID]):
         if not isinstance(aggregate, kind):
             raise NotFound(f"{aggregate_id} is not a {kind.__name__}")
         return aggregate
+
+    def _get_all(self, wanted: Sequence[tuple[UUID, type[Any]]]) -> list[Any]:
+        """``_get`` of several sessions and profiles; those this sole writer has not cached are loaded in one
+        query, not one each (a command on a new session of a new customer asked twice for nothing)."""
+        cache = self.repository.cache
+        select = getattr(self.recorder, "select_all_with_snapshots", None)
+        snapshots = self.repository.snapshot_store
+        if not self.sole_writer or cache is None or select is None or snapshots is None:
+            return [self._get(aggregate_id, kind) for aggregate_id, kind in wanted]
+        missing = []
+        for aggregate_id, _ in wanted:
+            try:
+                cache.get(aggregate_id)
+            except KeyError:
+                missing.append(aggregate_id)
+        if len(missing) < 2:
+            return [self._get(aggregate_id, kind) for aggregate_id, kind in wanted]
+        found = select(missing, snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
+        for snapshot, events in found.values():
+            stream = [snapshots.mapper.to_domain_event(snapshot)] if snapshot is not None else []
+            stream += [self.repository.event_store.mapper.to_domain_event(e) for e in events]
+            loaded: Stream | None = project_aggregate(None, stream)
+            if loaded is not None:
+                self._cache_if_newer(loaded)
+        return [
+            self._get(aggregate_id, kind) if aggregate_id not in missing or aggregate_id in found else None
+            for aggregate_id, kind in wanted
+        ]
 
     def _load(self, aggregate_id: UUID) -> Stream:
         """An aggregate as the log has it now: its latest snapshot and the events after it.

@@ -96,3 +96,40 @@ def test_a_conflict_brings_the_cached_profile_up_to_the_log_instead_of_dropping_
     finally:
         ours.close()
         theirs.close()
+
+
+def _counting_loads(app: Rulestream) -> list[str]:
+    calls: list[str] = []
+    recorder: Any = app.recorder
+    one, every = recorder.select_with_snapshot, recorder.select_all_with_snapshots
+    recorder.select_with_snapshot = lambda *a: calls.append("one") or one(*a)
+    recorder.select_all_with_snapshots = lambda *a: calls.append("all") or every(*a)
+    return calls
+
+
+def test_a_session_command_naming_its_profile_loads_the_two_in_one_query_snapshot_included(
+    settings: Settings,
+) -> None:
+    app = Rulestream(env=eventsourcing_env(settings))
+    try:
+        pid = loyal_customer(app, 55)  # past its first snapshot
+        app.update_session(f"{pid}-open", session_changes(cart_item("c", 1, 1), profile=pid), "open")
+        calls = _counting_loads(app)
+        sid = new_id("s")
+        app.update_session(sid, session_changes(cart_item("a", 10, 1), profile=new_id("p")), "open")
+        assert calls == ["all"]  # a new session of a new customer: one query answering nothing for both
+    finally:
+        app.close()
+
+    fresh = Rulestream(env=eventsourcing_env(settings))  # nothing cached: both exist, the profile snapshotted
+    try:
+        calls = _counting_loads(fresh)
+        closed = fresh.update_session(f"{pid}-open", session_changes(cart_item("b", 5, 2), profile=pid), "closed")
+        assert calls == ["all"]
+        expected = fresh.repository.get(profile_id(pid))
+        assert closed.profile is not None and closed.profile.version == expected.version
+        assert closed.profile.attributes == {NAME: "Ann Example"} and closed.profile.closed_sessions == 56
+        assert closed.session is not None and [i.sku for i in closed.session.cart_items] == ["b"]
+        assert closed.session.version == 2  # its start read back, then one event: changed and closed
+    finally:
+        fresh.close()
