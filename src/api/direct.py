@@ -16,13 +16,18 @@ Whatever the plan cannot answer goes the usual way, unchanged: a query string, a
 ``orjson`` refuses), a body or path parameter that does not validate (FastAPI then builds the 400 with its
 pointer), an endpoint whose parameters the plan does not know, dependency overrides. Exceptions from the
 dependencies and the endpoint propagate as from FastAPI's handler, to the same exception handlers. The endpoint
+runs in a thread of ``Offload`` (a leaner hand-off than Starlette's ``run_in_threadpool``). The endpoint
 should answer a ``Response`` (the Integration API's do); anything else is encoded and rendered by the route's
 response class, as FastAPI does without a response model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
+import queue
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +39,6 @@ from fastapi.dependencies.utils import request_params_to_args
 from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 JSON_TYPES = ("application/json", "application/json; charset=utf-8")
@@ -121,6 +125,57 @@ def plan(dependant: Dependant, *, embedded_body: bool = False) -> _Plan | None:
     return _Plan(body_name, body_model, defaults, tuple(d for d in dependencies if d), dependant)
 
 
+class Offload:
+    """Threads that run the planned endpoints (they block on the database): a job is a ``SimpleQueue`` put and a
+    ``call_soon_threadsafe`` back, where anyio's ``run_sync`` (Starlette's ``run_in_threadpool``) also enters a
+    cancel scope, takes a capacity limiter and wakes its worker through a Python ``Condition``. Threads start as
+    jobs find none idle, up to ``limit`` (anyio's default: 40); the endpoint runs in a copy of the context, as
+    there."""
+
+    def __init__(self, limit: int = 40) -> None:
+        self.limit = limit
+        self.jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    async def run(self, call: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if self._idle <= 0 and self._threads < self.limit:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"endpoint-{self._threads}", daemon=True).start()
+            else:
+                self._idle -= 1  # a waiting worker takes it (or the queue holds it until one is free)
+        self.jobs.put((loop, future, contextvars.copy_context(), call, kwargs))
+        return await future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, context, call, kwargs = self.jobs.get()
+            try:
+                result = context.run(call, **kwargs)
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+                loop.call_soon_threadsafe(_settle, future, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+OFFLOAD = Offload()
+
+
 class DirectRoute(APIRoute):
     """An ``APIRoute`` that calls its endpoint directly when the request fits its plan (module docstring)."""
 
@@ -138,7 +193,7 @@ class DirectRoute(APIRoute):
             arguments = await _arguments(planned, request)
             if arguments is None:
                 return await usual(request)
-            result = await run_in_threadpool(endpoint, **arguments)
+            result = await OFFLOAD.run(endpoint, arguments)
             if isinstance(result, Response):
                 return result
             rendered: Response = response_class(jsonable_encoder(result), **({"status_code": status} if status else {}))

@@ -147,3 +147,43 @@ def test_endpoints_the_plan_does_not_know_are_left_to_fastapi() -> None:
         route = DirectRoute("/x", endpoint)
         assert plan(route.dependant) is None, endpoint.__name__
     assert plan(DirectRoute("/x", plain).dependant) is not None
+
+
+def test_the_offload_runs_calls_in_threads_of_its_own_with_the_callers_context_and_at_most_its_limit() -> None:
+    import contextvars
+    import threading
+
+    from api.direct import Offload
+
+    who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+    offload = Offload(limit=3)
+    release = threading.Event()
+    running: set[str] = set()
+
+    def job(n: int) -> tuple[str, str]:
+        running.add(threading.current_thread().name)
+        release.wait(5)
+        return who.get(), threading.current_thread().name
+
+    def fail() -> None:
+        raise LookupError("from the thread")
+
+    async def main() -> None:
+        who.set("alice")
+        jobs = [asyncio.ensure_future(offload.run(job, {"n": n})) for n in range(6)]
+        await asyncio.sleep(0.2)
+        assert len(running) == 3  # the limit: the other three wait in the queue
+        release.set()
+        done = await asyncio.gather(*jobs)
+        assert {context for context, _ in done} == {"alice"}
+        assert {thread for _, thread in done} <= running and threading.current_thread().name not in running
+        with pytest.raises(LookupError, match="from the thread"):
+            await offload.run(fail, {})
+        cancelled = asyncio.ensure_future(offload.run(lambda: release.wait(0.1), {}))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0.3)  # its result arrives for a cancelled future: ignored, nothing raised
+        assert await offload.run(lambda: "again", {}) == "again"
+        assert offload._threads == 3
+
+    asyncio.run(main())
