@@ -77,8 +77,10 @@ class PolicyProgress:
         self._unplaced: list[UUID] = []
         """Heard since the last progress notification: their batch's checkpoint comes next."""
         self._lock = threading.Lock()
-        self._waiters: list[tuple[int, int, threading.Event]] = []
-        """A heap of (position, tie-breaker, event): only the requests the new checkpoint passes are woken."""
+        self._waiters: list[tuple[int, int, Any]] = []
+        """A heap of (position, tie-breaker, lock held for the waiter): only the requests the new checkpoint
+        passes are woken, each by the release of its lock (a C-level wake; a ``threading.Event`` is a Python
+        ``Condition``)."""
         self._ticket = itertools.count()
         self.stopping = threading.Event()
         self.listening = threading.Event()
@@ -107,7 +109,7 @@ class PolicyProgress:
             while self._waiters and self._waiters[0][0] <= position:
                 passed.append(heapq.heappop(self._waiters)[2])
         for waiter in passed:
-            waiter.set()
+            waiter.release()
 
     def _read(self, conn: psycopg.Connection[Any]) -> None:
         table = self.app.recorder.tracking_table_name  # type: ignore[attr-defined]
@@ -183,14 +185,15 @@ class PolicyProgress:
 
     def wait(self, position: int, timeout: float) -> bool:
         """Wait until the policy has passed ``position``; False on timeout."""
-        # One event per waiting request: a condition variable's notify_all woke all of them (64 under load)
+        # One lock per waiting request: a condition variable's notify_all woke all of them (64 under load)
         # on every batch the policy committed, for the few whose position it passed.
         with self._lock:
             if self.checkpoint >= position:
                 return True
-            waiter = threading.Event()
+            waiter = threading.Lock()
+            waiter.acquire()
             heapq.heappush(self._waiters, (position, next(self._ticket), waiter))
-        if waiter.wait(timeout):
+        if waiter.acquire(timeout=timeout):
             return True
         with self._lock:
             passed = self.checkpoint >= position

@@ -31,7 +31,6 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -103,7 +102,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
             ids: Sequence[int] | None = super().insert_events(stored_events, keys=keys, **kwargs)
             return ids
         self._ensure_committer()
-        done: Future[Sequence[int]] = Future()
+        done = Done()
         self._queue.put(Queued(stored_events, keys, done))
         return done.result()
 
@@ -248,7 +247,7 @@ class GroupCommitRecorder(PostgresProcessRecorder):
         return self._begin[1]
 
     def _commit_one_by_one(self, batch: list[Queued]) -> None:
-        results: list[tuple[Future[Sequence[int]], Sequence[int] | BaseException]] = []
+        results: list[tuple[Done, Sequence[int] | BaseException]] = []
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             self._lock_table(curs)
             self._notify_channel(curs)
@@ -392,7 +391,44 @@ class Queued:
 
     events: Sequence[StoredEvent]
     keys: Sequence[KeyRow]
-    done: Future[Sequence[int]]
+    done: Done
+
+
+class Done:
+    """A write's outcome, handed from the committer to the command's thread: a lock released once (a C-level wake),
+    where a ``concurrent.futures.Future`` waits on a Python ``Condition``."""
+
+    __slots__ = ("_error", "_ids", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._ids: Sequence[int] = ()
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return not self._lock.locked()
+
+    def set_result(self, ids: Sequence[int]) -> None:
+        self._ids = ids
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._lock.release()
+
+    def result(self) -> Sequence[int]:
+        """The ids, once set (waits); raises the error instead if that is what was set."""
+        self._lock.acquire()
+        self._lock.release()  # for any other waiter, and for ``done``
+        if self._error is not None:
+            raise self._error
+        return self._ids
+
+    def exception(self) -> BaseException | None:
+        self._lock.acquire()
+        self._lock.release()
+        return self._error
 
 
 def _key_columns(keys: Sequence[KeyRow]) -> tuple[list[UUID], list[UUID], list[bytes]]:

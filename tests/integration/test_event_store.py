@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from api.db import eventsourcing_env
 from api.settings import Settings
-from api.store import Queued
+from api.store import Done, Queued
 from domain.application import Rulestream, profile_id, session_id
 from domain.errors import InvalidTransition
 from tests.builders import cart_item, session_changes
@@ -113,8 +113,7 @@ def test_a_conflict_in_a_group_commit_fails_only_its_command_and_leaves_no_trans
     taken = uuid.uuid4()
     recorder._write([StoredEvent(taken, 1, "test:Taken", b"{}")])
     before = recorder.max_notification_id()
-    ok: Future[Any] = Future()
-    clash: Future[Any] = Future()
+    ok, clash = Done(), Done()
     fresh = uuid.uuid4()
     recorder._commit([Queued([StoredEvent(fresh, 1, "test:Fresh", b"{}")], (), ok),
                       Queued([StoredEvent(taken, 1, "test:Again", b"{}")], (), clash)])  # fmt: skip

@@ -143,19 +143,17 @@ def test_a_key_made_meanwhile_elsewhere_fails_the_first_attempt_and_the_retry_se
 def test_a_group_commit_writes_each_commands_keys_and_a_taken_profile_fails_only_its_command(
     own_rulestream: Rulestream,
 ) -> None:
-    from concurrent.futures import Future
     from typing import Any
 
     from eventsourcing.persistence import IntegrityError, StoredEvent
 
-    from api.store import Queued
+    from api.store import Done, Queued
 
     recorder: Any = own_rulestream.recorder
     taken = uuid.uuid4()
     recorder._write([StoredEvent(uuid.uuid4(), 1, "test:Other", b"{}")], [(uuid.uuid4(), taken, b"k" * 32)])
     fresh, clashing = uuid.uuid4(), uuid.uuid4()
-    ok: Future[Any] = Future()
-    clash: Future[Any] = Future()
+    ok, clash = Done(), Done()
     made = (uuid.uuid4(), fresh, b"f" * 32)
     recorder._commit([Queued([StoredEvent(fresh, 1, "test:Fresh", b"{}")], [made], ok),
                       Queued([StoredEvent(clashing, 1, "test:Clash", b"{}")], [(uuid.uuid4(), taken, b"c" * 32)],
