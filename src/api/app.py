@@ -8,7 +8,7 @@ from api import errors, gc_tuning
 from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
-from api.limits import BodyLimitMiddleware, NoNulMiddleware
+from api.limits import RequestChecks
 from api.loyalty import LoyaltyReader
 from api.outage import OutageGuard
 from api.routes import (
@@ -51,8 +51,7 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware, rulestream=rulestream)
     app.add_middleware(OutageGuard, conninfo=settings.conninfo)  # 503 soon while the database is away
-    app.add_middleware(NoNulMiddleware)  # PostgreSQL text cannot hold NUL: refused before anything
-    app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body that is too large
+    app.add_middleware(RequestChecks)  # outermost: a body too large or holding NUL is refused before anything
     app.include_router(system.router)
     for module in (
         integration, customer_data, gameball, catalog, rules, loyalty, readmodels, audit, webhooks, keys
