@@ -356,13 +356,13 @@ def bench_effect_latency(rows: list[Row], seconds: int, rate: int = 1000) -> Non
             profile.track("bench_purchase", values)
         pending[p] = [app.mapper.to_stored_event(e) for e in profile.collect_events()]
 
-    heard: list[tuple[int, float]] = []
+    passed: list[tuple[int, float]] = []
 
     class Clocked(PolicyProgress):
-        def _advance(self, position: int) -> None:
+        def _advance(self, position: int, *, heard: bool = True) -> None:
             if position > self.checkpoint:  # called by the one listening thread only
-                heard.append((position, time.perf_counter()))
-            super()._advance(position)
+                passed.append((position, time.perf_counter()))
+            super()._advance(position, heard=heard)
 
     policy = start([sys.executable, "-m", "api.cli", "worker", "policy"], {"DATABASE_URL": database}, None)
     progress = Clocked(app)
@@ -402,7 +402,7 @@ def bench_effect_latency(rows: list[Row], seconds: int, rate: int = 1000) -> Non
     policy.terminate()
     policy.wait(timeout=20)
     app.close()
-    latencies = sorted(_heard_after(heard, position) - at for position, at in committed)
+    latencies = sorted(_heard_after(passed, position) - at for position, at in committed)
     latencies = [x for x in latencies if x == x]  # a position the policy never passed: NaN, reported below
     missed = len(committed) - len(latencies)
     p50, p99 = latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
