@@ -242,8 +242,6 @@ class RulePolicy(Follower):
             return []
         profile = aggregate if isinstance(aggregate, CustomerProfile) else None
         profile_key = profile.integration_id if profile else trigger.profile_integration_id
-        if profile is None and profile_key:
-            profile = self._profile_as_of(cursor, profile_key, recorded.position)
         session_key = session.integration_id if session else None
         if profile_key:
             state.remember_event(profile_key, trigger.event_type, trigger.at, recorded.position, trigger.attributes)
@@ -251,6 +249,8 @@ class RulePolicy(Follower):
             state.cancel_delays(trigger.event_type, profile_key, session_key, recorded.position)
         if not self.rules.for_event(trigger.event_type) and not _settles(trigger, session):
             return []
+        if profile is None and profile_key:  # only what is evaluated needs its profile
+            profile = self._profile_as_of(cursor, profile_key, recorded.position)
         ledger = state.session_ledger(session.integration_id) if session else None
         active, _ = state.balance(profile_key) if profile_key else (Decimal(0), Decimal(0))
         result = evaluate(
