@@ -383,7 +383,7 @@ class ShreddingEventStore(EventStore[UUID]):
                     state=s.state,
                     id=n,
                 ),
-            )  # fmt: skip
+            )
             for d, s, n in zip(domain_events, stored, ids or (), strict=True)
         ]
 
