@@ -365,43 +365,47 @@ def bench_effect_latency(rows: list[Row], seconds: int, rate: int = 1000) -> Non
             super()._advance(position, heard=heard)
 
     policy = start([sys.executable, "-m", "api.cli", "worker", "policy"], {"DATABASE_URL": database}, None)
-    progress = Clocked(app)
-    # Steady state: the worker has started, elected itself and evaluated once before the clock starts.
-    warm = app.track_event("bench_purchase", {"amount": 1}, "l-warm", None).last_position
-    if warm is None or not progress.wait(warm, 60.0):
-        raise RuntimeError("the policy worker did not start")
-    committed: list[tuple[int, float]] = []
-    writers = 8
-    queues: list[SimpleQueue[Any]] = [SimpleQueue() for _ in range(writers)]
+    progress: Clocked | None = None
+    try:  # the worker and the listener go whatever happens: a leaked worker would load the next runs
+        progress = Clocked(app)
+        # Steady state: the worker has started, elected itself and evaluated once before the clock starts.
+        warm = app.track_event("bench_purchase", {"amount": 1}, "l-warm", None).last_position
+        if warm is None or not progress.wait(warm, 60.0):
+            raise RuntimeError("the policy worker did not start")
+        committed: list[tuple[int, float]] = []
+        writers = 8
+        queues: list[SimpleQueue[Any]] = [SimpleQueue() for _ in range(writers)]
 
-    def writer(q: SimpleQueue[Any]) -> None:
-        while (stored := q.get()) is not None:
-            ids = app.recorder.insert_events([stored])
-            committed.append((ids[-1], time.perf_counter()))
+        def writer(q: SimpleQueue[Any]) -> None:
+            while (stored := q.get()) is not None:
+                ids = app.recorder.insert_events([stored])
+                committed.append((ids[-1], time.perf_counter()))
 
-    threads = [threading.Thread(target=writer, args=(q,)) for q in queues]
-    for t in threads:
-        t.start()
-    try:
-        started = time.perf_counter()
-        for i in range(total):
-            p = i % profiles
-            queues[p % writers].put(pending[p][i // profiles])
-            time.sleep(max(0.0, started + (i + 1) / rate - time.perf_counter()))
-    finally:
-        for q in queues:
-            q.put(None)
+        threads = [threading.Thread(target=writer, args=(q,)) for q in queues]
         for t in threads:
-            t.join()
-    achieved = len(committed) / (time.perf_counter() - started)
-    last = max(position for position, _ in committed)
-    deadline = time.monotonic() + 10
-    while progress.checkpoint < last and time.monotonic() < deadline:
-        time.sleep(0.05)
-    progress.stop()
-    policy.terminate()
-    policy.wait(timeout=20)
-    app.close()
+            t.start()
+        try:
+            started = time.perf_counter()
+            for i in range(total):
+                p = i % profiles
+                queues[p % writers].put(pending[p][i // profiles])
+                time.sleep(max(0.0, started + (i + 1) / rate - time.perf_counter()))
+        finally:
+            for q in queues:
+                q.put(None)
+            for t in threads:
+                t.join()
+        achieved = len(committed) / (time.perf_counter() - started)
+        last = max(position for position, _ in committed)
+        deadline = time.monotonic() + 10
+        while progress.checkpoint < last and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        if progress is not None:
+            progress.stop()
+        policy.terminate()
+        policy.wait(timeout=20)
+        app.close()
     latencies = sorted(_heard_after(passed, position) - at for position, at in committed)
     latencies = [x for x in latencies if x == x]  # a position the policy never passed: NaN, reported below
     missed = len(committed) - len(latencies)
