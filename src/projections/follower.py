@@ -397,14 +397,25 @@ class FollowerRunner:
         """Move the checkpoint to ``position``, and send ``notifications`` (channel, payload) with the commit.
 
         One statement: the notifications are ``pg_notify`` calls in its ``RETURNING`` list (psycopg's cost is
-        per statement), evaluated once, for the one row the update moves."""
+        per statement), evaluated once, for the one row the update moves. A pipelined follower does not wait for
+        its answer: the statement itself fails (a cast of the reason to ``int``) if the checkpoint is not ahead,
+        and the failure surfaces at the commit, which it aborts: a round trip fewer per batch."""
         notify = "".join(", pg_notify(%s, %s)" for _ in notifications)
-        cursor.execute(
+        update = (
             f'UPDATE "{self.tracking_table}" SET notification_id = %s '
-            f"WHERE application_name = %s AND notification_id < %s RETURNING notification_id{notify}",
-            (position, self.follower.name, position, *(value for pair in notifications for value in pair)),
-            prepare=True,
+            f"WHERE application_name = %s AND notification_id < %s RETURNING notification_id{notify}"
         )
+        params = (position, self.follower.name, position, *(value for pair in notifications for value in pair))
+        if self.follower.pipelined:
+            cursor.execute(
+                # The reason depends on the count: a constant would be cast (and fail) when planned.
+                f"WITH moved AS ({update}) SELECT CASE WHEN count(*) = 1 THEN 1 "
+                "ELSE (count(*) || ' moved: checkpoint not ahead (two runners?)')::int END FROM moved",
+                params,
+                prepare=True,
+            )
+            return
+        cursor.execute(update, params, prepare=True)
         if cursor.fetchone() is None:
             raise RuntimeError(
                 f"follower {self.follower.name}: checkpoint {position} is not ahead (two runners?)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -363,3 +364,25 @@ def test_when_the_election_connection_drops_every_follower_is_elected_again_and_
             t.join(timeout=10)
     for follower in followers:
         assert positions_applied(rulestream, follower.table) == all_positions(rulestream)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_checkpoint_that_would_not_move_ahead_fails_its_batch_pipelined_or_not(
+    rulestream: Rulestream, pipelined: bool
+) -> None:
+    write_events(rulestream, 3)
+    follower = Recording(unique("ahead"))
+    follower.pipelined = pipelined
+    runner = FollowerRunner(rulestream, follower)
+    runner.run_until_caught_up()
+    stored = runner.checkpoint
+    datastore: Any = rulestream.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn:
+        with pytest.raises((RuntimeError, psycopg.DataError), match="not ahead"):
+            with conn.pipeline() if pipelined else contextlib.nullcontext(), conn.transaction(), conn.cursor() as cur:
+                cur.execute(f'INSERT INTO "{follower.table}" VALUES (-1, %s)', ("must roll back",))
+                runner._write_checkpoint(cur, stored, [("rulestream_test_ahead", "x")])  # not ahead of itself
+    with datastore.get_connection() as conn, conn.cursor() as cur:
+        cur.execute(f'SELECT count(*) AS n FROM "{follower.table}" WHERE position = -1')
+        assert cur.fetchone() == {"n": 0}  # the batch's writes rolled back with it
+        assert runner._read_checkpoint(cur) == stored
