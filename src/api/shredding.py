@@ -94,8 +94,10 @@ class ProfileKeys:
             .format(self.table)
             .as_bytes(None)
         )
-        """A new customer's key, or the one a concurrent command made; rendered once (a command per new
-        customer runs it). One statement, its own transaction (the pool's connections autocommit), with no flush
+        """A new customer's key, or the one a concurrent command made; rendered once. Run when a key is needed
+        outside a write that registers the profile (e.g. a session's custom event for a customer not yet
+        registered, or the retry after a refused made key): ``ShreddingEventStore`` makes the others itself.
+        One statement, its own transaction (the pool's connections autocommit), with no flush
         of its own (``set_config`` local to that transaction, in force at its commit): the event sealed with
         this key commits after it, and that commit flushes the log up to and including this key (one fsync per
         command, not two). One round trip instead of four (begin, set, insert, commit)."""
