@@ -152,12 +152,16 @@ class PolicyProgress:
             self._unplaced = []
             self.floor = max(self.floor, self.checkpoint)
 
-    def take(self, first: int, ids: Sequence[UUID]) -> list[StoredEvent] | None:
-        """The heard evaluations among ``ids`` (of events at positions from ``first`` on, which the policy has
-        passed), taken out; ``None`` if they must be read from the log (not all heard, or one too big)."""
+    def take(self, first: int, causes: Sequence[tuple[UUID, int]]) -> list[StoredEvent] | None:
+        """The heard evaluations of these events (originator id, version; at positions from ``first`` on, which
+        the policy has passed), taken out; ``None`` if they must be read from the log (not all heard, or one too
+        big). Nothing heard at all (no rule fired lately), no evaluation ids are even derived."""
         with self._lock:
             if first <= self.floor:
                 return None
+            if not self._heard:
+                return []
+            ids = [evaluation_id(*cause) for cause in causes]
             found = [self._heard.pop(i) for i in ids if i in self._heard]
         return None if any(e is TOO_BIG for e in found) else found
 
@@ -234,7 +238,7 @@ class EffectsReader:
             return Effects()
         done = self.progress.wait(last, self.wait_seconds)
         causes = [(e.originator_id, e.originator_version) for e in outcome.events]
-        heard = self.progress.take(min(outcome.positions), [evaluation_id(*c) for c in causes]) if done else None
+        heard = self.progress.take(min(outcome.positions), causes) if done else None
         result = self.recorded(causes) if heard is None else self._effects(heard)
         result.pending = not done
         return result

@@ -94,10 +94,13 @@ def test_a_response_takes_its_effects_from_the_policys_notification_and_reads_no
 def test_evaluations_not_all_heard_or_too_big_to_send_are_read_from_the_log(rulestream: Rulestream) -> None:
     from eventsourcing.persistence import StoredEvent
 
+    from domain.effects import evaluation_id
     from projections.policy import NOTIFY_LIMIT, effects_payloads
 
-    small = [StoredEvent(uuid.uuid4(), 1, "domain.effects:Evaluation.Evaluated", b"{}" * 100) for _ in range(40)]
-    big = StoredEvent(uuid.uuid4(), 1, "domain.effects:Evaluation.Evaluated", b"x" * NOTIFY_LIMIT)
+    causes = [uuid.uuid4() for _ in range(41)]  # the events evaluated; an evaluation's id derives from its cause
+    topic = "domain.effects:Evaluation.Evaluated"
+    small = [StoredEvent(evaluation_id(c, 1), 1, topic, b"{}" * 100) for c in causes[:40]]
+    big = StoredEvent(evaluation_id(causes[40], 1), 1, topic, b"x" * NOTIFY_LIMIT)
     payloads = effects_payloads([*small[:20], big, *small[20:]])
     assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
     assert f"{big.originator_id} -" in "\n".join(payloads).split("\n")
@@ -109,10 +112,15 @@ def test_evaluations_not_all_heard_or_too_big_to_send_are_read_from_the_log(rule
         for payload in payloads:
             progress._hear(payload)
         progress._advance(base + 10)
-        assert progress.take(base + 1, [small[0].originator_id, uuid.uuid4()]) == [small[0]]
-        assert progress.take(base + 1, [small[1].originator_id, big.originator_id]) is None  # too big: the log
+        by_cause = {evaluation_id(cause, 1): cause for cause in causes}
+
+        def of(*evaluations: StoredEvent) -> list[tuple[uuid.UUID, int]]:
+            return [(by_cause[e.originator_id], 1) for e in evaluations]
+
+        assert progress.take(base + 1, [*of(small[0]), (uuid.uuid4(), 1)]) == [small[0]]
+        assert progress.take(base + 1, of(small[1], big)) is None  # too big: the log
         progress._advance(base + 20, heard=False)  # a checkpoint read, not heard: its batch may not be heard yet
-        assert progress.take(base + 15, [small[2].originator_id]) is None
-        assert progress.take(base + 21, [small[3].originator_id]) == [small[3]]
+        assert progress.take(base + 15, of(small[2])) is None
+        assert progress.take(base + 21, of(small[3])) == [small[3]]
     finally:
         progress.stop()
