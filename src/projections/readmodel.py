@@ -52,13 +52,13 @@ def insert_rows(
     read models' process CPU under B1's load (py-spy)."""
     width = len(columns)
     per = max(1, MAX_PARAMETERS // width)
-    raw = psycopg.RawCursor(cursor.connection)
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        raw.execute(
-            f"INSERT INTO {into} ({', '.join(columns)}) VALUES {_placeholders(width, len(chunk))} {tail}",
-            [value for values in chunk for value in values],
-        )
+    with psycopg.RawCursor(cursor.connection) as raw:
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            raw.execute(
+                f"INSERT INTO {into} ({', '.join(columns)}) VALUES {_placeholders(width, len(chunk))} {tail}",
+                [value for values in chunk for value in values],
+            )
 
 
 @functools.lru_cache(maxsize=256)
