@@ -424,9 +424,7 @@ class Rulestream(CatalogService, Application[UUID]):
             return [self._get(aggregate_id, kind) for aggregate_id, kind in wanted]
         found = select(missing, snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
         for snapshot, events in found.values():
-            stream = [snapshots.mapper.to_domain_event(snapshot)] if snapshot is not None else []
-            stream += [self.repository.event_store.mapper.to_domain_event(e) for e in events]
-            loaded: Stream | None = project_aggregate(None, stream)
+            loaded = self._projected(snapshot, events)
             if loaded is not None:
                 self._cache_if_newer(loaded)
         return [
@@ -446,12 +444,18 @@ class Rulestream(CatalogService, Application[UUID]):
             loaded: Stream = self.repository._reconstruct_aggregate(aggregate_id, None, project)  # noqa: SLF001
             return loaded
         snapshot, events = select(aggregate_id, snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
-        stream = [snapshots.mapper.to_domain_event(snapshot)] if snapshot is not None else []
-        stream += [self.repository.event_store.mapper.to_domain_event(e) for e in events]
-        aggregate: Stream | None = project(None, stream)
+        aggregate = self._projected(snapshot, events)
         if aggregate is None:
             raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
         return aggregate
+
+    def _projected(self, snapshot: Any, events: Sequence[Any]) -> Stream | None:
+        """The aggregate of a stored snapshot (or ``None``) and the stored events after it (``None``: neither)."""
+        snapshots: Any = self.repository.snapshot_store
+        stream = [snapshots.mapper.to_domain_event(snapshot)] if snapshot is not None else []
+        stream += [self.repository.event_store.mapper.to_domain_event(e) for e in events]
+        projected: Stream | None = project_aggregate(None, stream)
+        return projected
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """The library's save; a conflict brings cached sessions and profiles up to the log (the retry decides

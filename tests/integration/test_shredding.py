@@ -94,12 +94,28 @@ def _sealed_with(rulestream: Rulestream, aggregate: uuid.UUID) -> set[str]:
     return {s["attributes"]["kid"] for s in states if isinstance(s.get("attributes"), dict) and "kid" in s["attributes"]}
 
 
+def _new_customer(rulestream: Rulestream) -> tuple[str, str]:
+    """A customer not in the log yet, and a profile attribute of its own to seal."""
+    attribute = f"nick_{uuid.uuid4().hex[:6]}"
+    rulestream.create_attribute("CustomerProfile", attribute, "string")
+    return f"p-{uuid.uuid4().hex[:8]}", attribute
+
+
+def _read_elsewhere(settings: Settings, who: str, attribute: str) -> object:
+    """The attribute as another process (nothing cached) reads it back."""
+    fresh = Rulestream(env=eventsourcing_env(settings))
+    try:
+        profile = fresh.get_profile(who)
+        assert profile is not None
+        return profile.attributes[attribute]
+    finally:
+        fresh.close()
+
+
 def test_a_new_customers_key_is_written_in_the_transaction_of_its_first_events(
     settings: Settings, rulestream: Rulestream
 ) -> None:
-    who = f"p-{uuid.uuid4().hex[:8]}"
-    attribute = f"nick_{uuid.uuid4().hex[:6]}"
-    rulestream.create_attribute("CustomerProfile", attribute, "string")
+    who, attribute = _new_customer(rulestream)
     rulestream.update_profile(who, {attribute: who}, run_rule_engine=False)
     keys = _key_rows(rulestream, profile_id(who))
     assert len(keys) == 1
@@ -107,13 +123,7 @@ def test_a_new_customers_key_is_written_in_the_transaction_of_its_first_events(
     assert _sealed_with(rulestream, profile_id(who)) == {str(keys[0][0])}
     rulestream.update_profile(who, {attribute: "again"}, run_rule_engine=False)  # the cached key, no new one
     assert _key_rows(rulestream, profile_id(who)) == keys
-
-    fresh = Rulestream(env=eventsourcing_env(settings))  # another process reads it back with the stored key
-    try:
-        profile = fresh.get_profile(who)
-        assert profile is not None and profile.attributes[attribute] == "again"
-    finally:
-        fresh.close()
+    assert _read_elsewhere(settings, who, attribute) == "again"  # with the stored key
 
 
 def test_a_key_made_meanwhile_elsewhere_fails_the_first_attempt_and_the_retry_seals_with_that_key(
@@ -121,9 +131,7 @@ def test_a_key_made_meanwhile_elsewhere_fails_the_first_attempt_and_the_retry_se
 ) -> None:
     from api.shredding import ProfileKeys
 
-    who = f"p-{uuid.uuid4().hex[:8]}"
-    attribute = f"nick_{uuid.uuid4().hex[:6]}"
-    rulestream.create_attribute("CustomerProfile", attribute, "string")
+    who, attribute = _new_customer(rulestream)
     shared: ProfileKeys = rulestream.factory.profile_keys  # type: ignore[attr-defined]
     elsewhere = ProfileKeys(shared.datastore, "rulestream_profile_keys")  # another process, e.g. a session's event
     theirs, _ = elsewhere.key_for(profile_id(who))
@@ -132,12 +140,7 @@ def test_a_key_made_meanwhile_elsewhere_fails_the_first_attempt_and_the_retry_se
     assert [key_id for key_id, _ in _key_rows(rulestream, profile_id(who))] == [theirs]
     assert _sealed_with(rulestream, profile_id(who)) == {str(theirs)}
     assert not shared._refused  # asked once, then known
-    fresh = Rulestream(env=eventsourcing_env(settings))
-    try:
-        profile = fresh.get_profile(who)
-        assert profile is not None and profile.attributes[attribute] == who
-    finally:
-        fresh.close()
+    assert _read_elsewhere(settings, who, attribute) == who
 
 
 def test_a_group_commit_writes_each_commands_keys_and_a_taken_profile_fails_only_its_command(
