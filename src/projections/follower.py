@@ -26,7 +26,7 @@ import weakref
 import zlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +38,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import TopicError, resolve_topic
 from prometheus_client import Gauge
 from psycopg import sql
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from domain.application import Rulestream
 from domain.profile import CustomerProfile
@@ -128,17 +128,21 @@ class Follower(ABC):
         """Apply a batch inside the transaction that also moves the checkpoint (empty when every event read was of a
         class the follower does not read)."""
 
-    def notifications(self, last: int) -> list[tuple[str, str]]:
-        """What the batch's commit notifies (channel, payload): the new checkpoint if the follower announces."""
-        return [(PROGRESS_CHANNEL, f"{self.name}:{last}")] if self.announces else []
+    def notifications(self) -> list[tuple[str, str]]:
+        """What the batch's commit notifies (channel, payload), besides the new checkpoint of a follower that
+        ``announces`` (sent last)."""
+        return []
 
-    def passed(self, last: int) -> int:
-        """The position the batch's transaction moves the checkpoint to, ``last`` being its last event's.
+    def recorded(self) -> int:
+        """How many events of its own the batch appended to the log, under the log's table lock, last in its
+        transaction (none: 0).
 
-        A follower that records events of its own in the batch's transaction may answer the last of them when
-        they directly follow ``last``: nothing else is in between, and reading them back would only move the
-        checkpoint past them, a transaction (and for the policy a round of every process's wake-ups) later."""
-        return last
+        The checkpoint then passes them too when they directly follow the batch's last event, as the database
+        tells at the commit (the sequence's last value, drawn under the lock, is the last event's plus this many):
+        nothing else is in between, and reading them back would only move the checkpoint past them, a
+        transaction (and for the policy a round of every process's wake-ups) later. Asked in SQL, not from the
+        positions the insert returns, so the batch does not wait for them before its commit."""
+        return 0
 
     def rolled_back(self) -> None:  # noqa: B027 - optional hook
         """The batch's transaction failed: forget in-memory state that the batch changed."""
@@ -190,6 +194,7 @@ class FollowerRunner:
         """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring)."""
         self._topics: dict[str, bool] = {}
         """Whether the follower reads events of each topic seen (``Follower.reads``)."""
+        self._sequence_literal: str | None = None
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -281,25 +286,28 @@ class FollowerRunner:
         """Apply the next batch, if any; answer how many events it held."""
         name = self.follower.name
         try:
-            with (
-                self.datastore.get_connection() as conn,
-                conn.pipeline() if self.follower.pipelined else contextlib.nullcontext(),
-                conn.transaction(),
-                conn.cursor() as cursor,
-            ):
-                if not self.follower.durable:
-                    cursor.execute("SET LOCAL synchronous_commit = off")
-                stored, read, batch = self._lock_and_read(cursor)
-                if stored != self.checkpoint:
-                    # A rebuild switched this read model over, or another runner went ahead: continue from there.
-                    log.info("follower %s: checkpoint moved from %s to %s", name, self.checkpoint, stored)
-                    self.checkpoint = stored
-                    self.follower.start(cursor)
-                if not read:
-                    return 0
-                self.follower.apply(cursor, batch)  # perhaps empty: it resets what the follower keeps per batch
-                last = self.follower.passed(read[-1])
-                self._write_checkpoint(cursor, last, self.follower.notifications(last))
+            with self.datastore.get_connection() as conn:
+                with (
+                    conn.pipeline() if self.follower.pipelined else contextlib.nullcontext(),
+                    conn.transaction(),
+                    conn.cursor() as cursor,
+                ):
+                    if not self.follower.durable:
+                        cursor.execute("SET LOCAL synchronous_commit = off")
+                    stored, read, batch = self._lock_and_read(cursor)
+                    if stored != self.checkpoint:
+                        # A rebuild switched this read model over, or another runner went ahead: continue from
+                        # there.
+                        log.info("follower %s: checkpoint moved from %s to %s", name, self.checkpoint, stored)
+                        self.checkpoint = stored
+                        self.follower.start(cursor)
+                    if not read:
+                        return 0
+                    self.follower.apply(cursor, batch)  # perhaps empty: it resets what the follower keeps per batch
+                    moved = self._write_checkpoint(
+                        cursor, read[-1], self.follower.notifications(), own=self.follower.recorded()
+                    )
+                last = moved()  # committed: the answer is in (pipelined, it came with the commit's)
         except BaseException:
             self.follower.rolled_back()
             raise
@@ -392,34 +400,77 @@ class FollowerRunner:
         return int(row["notification_id"]) if row and row["notification_id"] is not None else 0
 
     def _write_checkpoint(
-        self, cursor: psycopg.Cursor[DictRow], position: int, notifications: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        """Move the checkpoint to ``position``, and send ``notifications`` (channel, payload) with the commit.
+        self,
+        cursor: psycopg.Cursor[DictRow],
+        position: int,
+        notifications: Sequence[tuple[str, str]] = (),
+        *,
+        own: int = 0,
+    ) -> Callable[[], int]:
+        """Move the checkpoint to ``position`` (past ``own`` events the batch appended right after it, see
+        ``Follower.recorded``), and send ``notifications`` (channel, payload) with the commit, then the new
+        checkpoint if the follower announces; answer how to read the new checkpoint once committed.
 
         One statement: the notifications are ``pg_notify`` calls in its ``RETURNING`` list (psycopg's cost is
-        per statement), evaluated once, for the one row the update moves. A pipelined follower does not wait for
-        its answer: the statement itself fails (a cast of the reason to ``int``) if the checkpoint is not ahead,
-        and the failure surfaces at the commit, which it aborts: a round trip fewer per batch."""
-        notify = "".join(", pg_notify(%s, %s)" for _ in notifications)
-        update = (
-            f'UPDATE "{self.tracking_table}" SET notification_id = %s '
-            f"WHERE application_name = %s AND notification_id < %s RETURNING notification_id{notify}"
+        per statement), evaluated in order, once, for the one row the update moves. A pipelined follower does not
+        wait for its answer: the statement itself fails (a cast of the reason to ``bigint``) if the checkpoint
+        is not ahead, and the failure surfaces at the commit, which it aborts: a round trip fewer per batch. Its
+        answer arrives with the commit's, in a cursor of its own (the batch's is closed by then)."""
+        target = (
+            f"CASE WHEN currval({self._sequence(cursor)}) = %(at)s::bigint + %(own)s "
+            "THEN %(at)s::bigint + %(own)s ELSE %(at)s END"
+            if own
+            else "%(at)s"
         )
-        params = (position, self.follower.name, position, *(value for pair in notifications for value in pair))
+        pairs = {f"c{i}": channel for i, (channel, _) in enumerate(notifications)}
+        pairs |= {f"p{i}": payload for i, (_, payload) in enumerate(notifications)}
+        notify = "".join(f", pg_notify(%(c{i})s, %(p{i})s)" for i in range(len(notifications)))
+        if self.follower.announces:
+            notify += f", pg_notify('{PROGRESS_CHANNEL}', %(name)s::text || ':' || notification_id)"
+        update = (
+            f'UPDATE "{self.tracking_table}" SET notification_id = {target} '
+            f"WHERE application_name = %(name)s AND notification_id < %(at)s RETURNING notification_id{notify}"
+        )
+        params = {"at": position, "own": own, "name": self.follower.name, **pairs}
         if self.follower.pipelined:
-            cursor.execute(
+            answer = cursor.connection.cursor()
+            answer.execute(
                 # The reason depends on the count: a constant would be cast (and fail) when planned.
-                f"WITH moved AS ({update}) SELECT CASE WHEN count(*) = 1 THEN 1 "
-                "ELSE (count(*) || ' moved: checkpoint not ahead (two runners?)')::int END FROM moved",
+                f"WITH moved AS ({update}) SELECT CASE WHEN count(*) = 1 THEN max(notification_id) "
+                "ELSE (count(*) || ' moved: checkpoint not ahead (two runners?)')::bigint END AS moved FROM moved",
                 params,
                 prepare=True,
             )
-            return
+
+            def moved() -> int:
+                with answer:
+                    row = answer.fetchone()
+                assert row is not None
+                return int(row["moved"])
+
+            return moved
         cursor.execute(update, params, prepare=True)
-        if cursor.fetchone() is None:
+        row = cursor.fetchone()
+        if row is None:
             raise RuntimeError(
                 f"follower {self.follower.name}: checkpoint {position} is not ahead (two runners?)"
             )
+        value = int(row["notification_id"])
+        return lambda: value
+
+    def _sequence(self, cursor: psycopg.Cursor[DictRow]) -> str:
+        """The log's position sequence, as a quoted SQL literal (looked up once)."""
+        if self._sequence_literal is None:
+            with cursor.connection.cursor(row_factory=tuple_row) as lookup:
+                lookup.execute(
+                    "SELECT pg_get_serial_sequence(%s, 'notification_id')",
+                    (sql.Identifier(self.events_table).as_string(cursor.connection),),
+                )
+                row = lookup.fetchone()
+            if row is None or row[0] is None:
+                raise RuntimeError(f"the log table {self.events_table} has no position sequence")
+            self._sequence_literal = sql.Literal(str(row[0])).as_string(cursor.connection) + "::regclass"
+        return self._sequence_literal
 
 
 FOLLOWER_LOCK = 7_001

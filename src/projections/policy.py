@@ -136,13 +136,13 @@ class RulePolicy(Follower):
 
     _reload_rules = False
 
-    _recorded: Sequence[int] = ()
-    """Log positions of the events the current batch recorded."""
+    _recorded = 0
+    """How many events the current batch recorded."""
     _evaluations: Sequence[StoredEvent] = ()
     """The evaluations among them, as stored (``EFFECTS_CHANNEL``)."""
 
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
-        self._recorded = self._evaluations = ()
+        self._recorded, self._evaluations = 0, ()
         state = PolicyState(cursor, self.cache)
         if self._reload_rules:
             self.rules = build_index(state.rules())
@@ -323,26 +323,21 @@ class RulePolicy(Follower):
         events = [e for aggregate in aggregates for e in aggregate.collect_events()]
         stored: list[StoredEvent] = [self.app.mapper.to_stored_event(e) for e in events]
         self._evaluations = [s for e, s in zip(events, stored, strict=True) if isinstance(e, Evaluation.Evaluated)]
-        # A cursor of its own: in pipeline mode a cursor keeps only its last statement's result. The library's
-        # insert without its NOTIFY, which goes with the checkpoint's statement (``notifications``).
-        with cursor.connection.cursor() as insert:
-            recorder._lock_table(insert)  # noqa: SLF001 - inside our own transaction, on purpose
-            recorder._insert_only(insert, stored)  # noqa: SLF001
-            self._recorded = [row["notification_id"] for row in insert.fetchall()]
+        # The library's insert without its NOTIFY, which goes with the checkpoint's statement (``notifications``);
+        # its positions are not read (``recorded``): nothing waits for them before the commit.
+        recorder._lock_table(cursor)  # noqa: SLF001 - inside our own transaction, on purpose
+        recorder._insert_only(cursor, stored)  # noqa: SLF001
+        self._recorded = len(stored)
 
-    def notifications(self, last: int) -> list[tuple[str, str]]:
+    def notifications(self) -> list[tuple[str, str]]:
         log_channel: str = self.app.recorder.channel_name  # type: ignore[attr-defined]
         effects = [(EFFECTS_CHANNEL, payload) for payload in effects_payloads(self._evaluations)]
-        return effects + super().notifications(last) + ([(log_channel, "")] if self._recorded else [])
+        return effects + ([(log_channel, "")] if self._recorded else [])
 
-    def passed(self, last: int) -> int:
-        # What the batch recorded follows its last event when no other writer appended in between (the insert
-        # holds the log's table lock; a gap left by a rolled-back write also falls back to ``last``). The
-        # policy has nothing to do with its own evaluations and delays: its checkpoint may pass them at once.
-        own = self._recorded
-        if own and min(own) == last + 1 and max(own) == last + len(own):
-            return max(own)
-        return last
+    def recorded(self) -> int:
+        # The policy has nothing to do with its own evaluations and delays: its checkpoint may pass them at once
+        # (when no other writer appended in between: ``Follower.recorded``).
+        return self._recorded
 
     def _apply_rule(self, state: PolicyState, event: Any) -> None:
         rule: Rule = self.app.repository.get(event.originator_id, version=event.originator_version)
