@@ -50,6 +50,7 @@ from api.store import GroupCommitRecorder, KeyRow
 from domain.application import Rulestream, profile_id
 from domain.profile import ERASED, CustomerProfile
 from domain.session import CustomerSession
+from projections import jsonb
 
 SEALED = "_sealed"
 KEY_TTL = 5.0
@@ -395,6 +396,7 @@ class ShreddingFactory(PostgresFactory):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        jsonb.install()  # every process's connections come from here
         self.keys_table = f"{self.env.name.lower() or 'stored'}_profile_keys"
         cache_size = int(self.env.get("PROFILE_KEY_CACHE_MAXSIZE") or ProfileKeys.CACHE_SIZE)
         self.profile_keys = ProfileKeys(self.datastore, self.keys_table, cache_size)

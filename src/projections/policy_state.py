@@ -15,7 +15,6 @@ can be rebuilt by replaying the log from the start.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ from domain.effects import LedgerEntry
 from domain.rules.context import HistoryItem
 from domain.rules.decide import Decision
 from domain.settlement import SessionLedger
+from projections import jsonb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_history (
@@ -61,7 +61,11 @@ CREATE INDEX IF NOT EXISTS policy_delays_profile ON policy_delays (profile_id) W
 
 def _json(value: Any) -> Jsonb:
     # Numbers stay JSON numbers (history sums read them back as numbers).
-    return Jsonb(value, dumps=lambda v: json.dumps(v, default=_number))
+    return Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> bytes | str:
+    return jsonb.dumps(value, default=_number)
 
 
 def _number(value: Any) -> Any:
