@@ -19,9 +19,14 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.domain import DomainEventProtocol, Snapshot
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    project_aggregate,
+)
+from eventsourcing.domain import Aggregate, DomainEventProtocol, Snapshot
+from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.anonymous import AnonymousEvent
 from domain.base import Stream, natural_id
@@ -462,7 +467,7 @@ class Rulestream(CatalogService, Application[UUID]):
         on them) and evicts other aggregates, a success caches sessions and profiles as saved (see ``_get``)."""
         cache = self.repository.cache
         try:
-            recordings = super().save(*objs, **kwargs)
+            recordings = self._saved(objs, kwargs)
         except IntegrityError:
             for obj in objs:
                 if isinstance(obj, CustomerSession | CustomerProfile):
@@ -478,6 +483,24 @@ class Rulestream(CatalogService, Application[UUID]):
             for obj in objs:
                 if isinstance(obj, CustomerSession | CustomerProfile):
                     self._cache_if_newer(obj)
+        return recordings
+
+    def _saved(self, objs: Sequence[Any], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
+        """The library's ``Application.save``, the events of our aggregates collected directly: its
+        ``ProcessingEvent.collect_events`` asks ``isinstance`` of two runtime-checkable protocols of each object
+        (attribute by attribute), a tenth of a cached customer's command outside its round trips (cProfile)."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, called as its save does
         return recordings
 
     def _catch_up_cached(self, aggregate_id: UUID) -> None:
