@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -33,6 +34,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
+from eventsourcing.utils import TopicError, resolve_topic
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -111,6 +113,17 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
+WEBHOOKS_ONLY: tuple[type, ...] = (Webhook.Event,)
+
+
+@functools.cache
+def _is_webhook(topic: str) -> bool:
+    try:
+        return issubclass(resolve_topic(topic), Webhook.Event)
+    except (TopicError, TypeError):
+        return True  # unknown: read the batch as before
+
+
 class Deliveries(Follower):
     """The ``deliveries`` follower (in ``registry.POLICY``), and the sender that POSTs what it queues."""
 
@@ -131,6 +144,9 @@ class Deliveries(Follower):
         self.app = app
         self.clock: Clock = clock or SystemClock()
         self.sender = sender
+        self._no_targets = False
+        """No target was registered (and not removed) as of the last batch committed: its evaluations could go
+        nowhere, and neither can the next batch's, unless that batch registers one."""
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self.datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
@@ -141,7 +157,20 @@ class Deliveries(Follower):
         create_secrets_table(cursor, self.app)  # first: old targets' secrets are copied from the log
         cursor.execute(SCHEMA)
 
+    def reads_in(self, topics: frozenset[str]) -> tuple[type, ...] | None:
+        # The policy's process decoded every evaluation for this alone (the policy itself does not read them),
+        # with nowhere to send them while nobody registered a webhook.
+        if self._no_targets and not any(_is_webhook(topic) for topic in topics):
+            return WEBHOOKS_ONLY
+        return self.reads
+
+    def rolled_back(self) -> None:
+        self._no_targets = False  # unknown until a batch commits again
+
     def start(self, cursor: psycopg.Cursor[DictRow]) -> None:
+        cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM webhook_targets WHERE NOT removed) AS none")
+        row = cursor.fetchone()
+        self._no_targets = bool(row and row["none"])
         if self.sender and (self._thread is None or not self._thread.is_alive()):
             self._thread = threading.Thread(target=self._send_forever, name="webhook-sender", daemon=True)
             self._thread.start()
@@ -168,6 +197,7 @@ class Deliveries(Follower):
                         if wanted(target, effect):
                             rows.append((target["webhook_id"], recorded.position, index, order_key, Jsonb(effect),
                                          Jsonb(cause), event.timestamp, now))  # fmt: skip
+        self._no_targets = not targets  # as of this batch (rolled back with it: ``rolled_back``)
         if rows:
             cursor.executemany(
                 "INSERT INTO webhook_deliveries (webhook_id, position, effect_index, order_key, effect, cause, "

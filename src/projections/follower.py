@@ -117,6 +117,11 @@ class Follower(ABC):
     policy would otherwise decode every evaluation it recorded itself, to skip it; its checkpoint still passes
     them. An event whose topic names no class is decoded (and fails) as before."""
 
+    def reads_in(self, topics: frozenset[str]) -> tuple[type, ...] | None:
+        """The event classes to decode of a batch holding events of these topics: ``reads`` unless the follower
+        knows that, as it stands, it has nothing to do with some of them (it must then not need them later)."""
+        return self.reads
+
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
         """Create the follower's tables (idempotent)."""
 
@@ -192,8 +197,8 @@ class FollowerRunner:
             .as_bytes(None)
         )
         """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring)."""
-        self._topics: dict[str, bool] = {}
-        """Whether the follower reads events of each topic seen (``Follower.reads``)."""
+        self._topics: dict[tuple[str, tuple[type, ...]], bool] = {}
+        """Whether the follower reads events of each topic seen, by what it read (``Follower.reads_in``)."""
         self._sequence_literal: str | None = None
 
     # -- running --------------------------------------------------------------------------------------
@@ -335,18 +340,19 @@ class FollowerRunner:
         stored = int(rows[0]["checkpoint"] or 0)
         rows = [row for row in rows if row["notification_id"] is not None]
         read = [row["notification_id"] for row in rows]
-        return stored, read, self._decoded([row for row in rows if self._reads(row["topic"])])
+        wanted = self.follower.reads_in(frozenset(row["topic"] for row in rows)) if rows else None
+        return stored, read, self._decoded([row for row in rows if self._reads(row["topic"], wanted)])
 
-    def _reads(self, topic: str) -> bool:
-        wanted = self.follower.reads
+    def _reads(self, topic: str, wanted: tuple[type, ...] | None) -> bool:
         if wanted is None:
             return True
-        found = self._topics.get(topic)
+        found = self._topics.get((topic, wanted))
         if found is None:
             try:
-                found = self._topics[topic] = issubclass(resolve_topic(topic), wanted)
+                found = issubclass(resolve_topic(topic), wanted)
             except (TopicError, TypeError):
                 found = True  # decoded as before, and failing as before
+            self._topics[(topic, wanted)] = found
         return found
 
     def _decoded(self, rows: list[DictRow]) -> list[Recorded]:

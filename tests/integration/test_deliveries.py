@@ -234,3 +234,53 @@ def test_a_webhook_registered_with_its_secret_in_the_log_is_shown_without_it_and
     deliveries.send_due()
     (delivered,) = receiver.wait_for(1, about(profile))
     assert delivered.signed_by(SECRET) and delivered.body["webhookId"] == webhook_id
+
+
+def test_without_any_target_evaluations_are_not_decoded_and_a_target_registered_in_a_batch_gets_what_follows(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.db import eventsourcing_env
+    from api.settings import Settings
+    from projections import follower
+    from tests.conftest import drop_database, fresh_database
+
+    url = fresh_database("rulestream_no_targets")  # no test's target here
+    app = Rulestream(env=eventsourcing_env(Settings(database_url=url)))
+    try:
+        name = f"visit_{uuid.uuid4().hex[:6]}"
+        app.create_attribute("Event", "n", "number", event_type=name)
+        RuleBook(app).create(
+            {"name": "hello", "trigger": [name],
+             "effects": [{"effectType": "showNotification",
+                          "props": {"notificationType": "Info", "title": "Hi", "body": "visit"}}]},
+            "test",
+        )  # fmt: skip
+        deliveries = Deliveries(app, FakeClock(datetime.now(UTC)), sender=False)
+        decoded: list[str] = []
+        real = follower.DecodedEvents.decode
+
+        def counting(self: Any, rows: Any) -> Any:
+            decoded.extend(row["topic"] for row in rows)
+            return real(self, rows)
+
+        runner = FollowerRunner(app, deliveries)
+        runner.run_until_caught_up()  # learns that nobody registered a target
+        first = visits(app, name, 2)
+        FollowerRunner(app, RulePolicy(app)).run_until_caught_up()
+        follower.DecodedEvents.of(app).clear()
+        monkeypatch.setattr(follower.DecodedEvents, "decode", counting)
+        assert runner.step()
+        assert not any(topic.endswith("Evaluation.Evaluated") for topic in decoded)  # nowhere to go
+        # A target registered, then more visits: one batch holds the registration and their evaluations.
+        WebhookBook(app, WebhookSecrets(app)).register(receiver.url, ["showNotification"], SECRET, None, "t")
+        second = visits(app, name, 2)
+        FollowerRunner(app, RulePolicy(app)).run_until_caught_up()
+        assert runner.step()
+        assert any(topic.endswith("Evaluation.Evaluated") for topic in decoded)
+        monkeypatch.undo()
+        deliveries.send_due()
+        assert len(receiver.wait_for(2, about(second))) == 2
+        assert not [d for d in receiver.received if about(first)(d)]  # before the target: not delivered
+    finally:
+        app.close()
+        drop_database(url)
