@@ -35,7 +35,7 @@ from domain.delays import Delay
 log = logging.getLogger("rulestream.audit")
 
 WRITER_ROLE = "rulestream_writer"
-VERSION = "rulestream audit schema 1"
+VERSION = "rulestream audit schema 2"
 """Stored as the comment of the chain trigger's function: an installed schema of this version is left
 alone."""
 SNAPSHOTS_PURPOSE = "audit_snapshots"
@@ -81,9 +81,11 @@ CREATE OR REPLACE FUNCTION {chain_fn}() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE previous bytea;
 BEGIN
-    SELECT e.hash INTO previous FROM {events} e
-     WHERE e.originator_id = NEW.originator_id AND e.originator_version < NEW.originator_version
-     ORDER BY e.originator_version DESC LIMIT 1;
+    IF NEW.originator_version > 1 THEN  -- a stream's first event chains from the genesis hash
+        SELECT e.hash INTO previous FROM {events} e
+         WHERE e.originator_id = NEW.originator_id AND e.originator_version < NEW.originator_version
+         ORDER BY e.originator_version DESC LIMIT 1;
+    END IF;
     NEW.hash := sha256(coalesce(previous, {genesis}::bytea)
         || convert_to(NEW.originator_id::text || E'\\n' || NEW.originator_version::text || E'\\n'
                       || NEW.topic || E'\\n', 'UTF8')

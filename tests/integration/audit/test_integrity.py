@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from api.settings import Settings
 from domain.application import Rulestream, session_id
 from projections.audit import chain
 from projections.audit.schema import WRITER_ROLE
@@ -66,6 +67,33 @@ def test_every_event_is_chained_and_the_chains_verify(app: Rulestream) -> None:
     new_session(app)
     result = chain.verify(app)
     assert result.ok and result.events >= 2 and result.streams >= 1
+
+
+def test_a_schema_installed_by_an_earlier_version_is_upgraded_and_chains_as_before(
+    app: Rulestream, superuser: psycopg.Connection[Any], audit_settings: Settings
+) -> None:
+    from api.bootstrap import open_application
+    from projections.audit import schema
+
+    function = "rulestream_events_chain()"
+    superuser.execute(f"COMMENT ON FUNCTION {function} IS 'rulestream audit schema 1'")
+    open_application(audit_settings).close()  # a server's start installs what is not of its version
+    comment = superuser.execute(f"SELECT obj_description(to_regprocedure('{function}'), 'pg_proc')").fetchone()
+    assert comment == (schema.VERSION,)
+    body = superuser.execute(f"SELECT pg_get_functiondef(to_regprocedure('{function}'))").fetchone()
+    assert body is not None and "NEW.originator_version > 1" in str(body[0])  # this version's function
+    sid = new_session(app)  # a first event (no lookup) and a later one (chained on it)
+    rows = superuser.execute(
+        "SELECT originator_id, originator_version, topic, state, hash FROM rulestream_events "
+        "WHERE originator_id = %s ORDER BY originator_version",
+        (session_id(sid),),
+    ).fetchall()
+    assert [r[1] for r in rows] == [1, 2]
+    previous = None
+    for stream, version, topic, state, stored in rows:
+        assert stored == chain.event_hash(previous, stream, version, topic, state)
+        previous = stored
+    assert chain.verify(app).ok
 
 
 def test_a_row_altered_past_the_trigger_is_reported_as_the_first_broken_link(
