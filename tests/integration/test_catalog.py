@@ -12,6 +12,7 @@ import pytest
 from api.db import eventsourcing_env
 from api.settings import Settings
 from domain.application import Rulestream, profile_id, session_id
+from domain.catalog.aggregate import CATALOG_ID
 from domain.errors import AttributeInvalid, Conflict, InvalidInput, UnknownEventType
 from tests.builders import cart_item, session_changes
 
@@ -218,3 +219,28 @@ def test_a_sole_writer_trusts_its_cached_catalog_briefly_and_sees_its_own_change
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_sole_writer_trusts_that_there_is_no_catalog_as_briefly_and_sees_its_first_attribute() -> None:
+    from tests.conftest import drop_database, fresh_database
+
+    url = fresh_database("rulestream_no_catalog")  # nothing declared here yet
+    ours = Rulestream(env={**eventsourcing_env(Settings(database_url=url)), "SOLE_WRITER": "y"})
+    try:
+        ours.TRUST_SECONDS = 60.0
+        asked: list[object] = []
+        real = ours.repository.get
+
+        def counted(aggregate_id: object, *args: object, **kwargs: object) -> object:
+            asked.append(aggregate_id)
+            return real(aggregate_id, *args, **kwargs)  # type: ignore[arg-type]
+
+        ours.repository.get = counted  # type: ignore[method-assign]
+        assert ours.catalog().attributes("CustomerProfile") == ours.catalog().attributes("CustomerProfile")
+        assert asked.count(CATALOG_ID) == 1  # the absence is trusted as a cached catalog would be
+        name = f"first_{uuid.uuid4().hex[:6]}"
+        ours.create_attribute("CustomerProfile", name, "string")  # its own change: seen at once
+        assert name in {a.name for a in ours.catalog().attributes("CustomerProfile")}
+    finally:
+        ours.close()
+        drop_database(url)

@@ -49,6 +49,8 @@ class CatalogService(Application[UUID]):
     """Catalog changes this process saved (``catalog_saved``): a read made before one of them is not trusted."""
     _catalog_read: tuple[int, float] = (-1, 0.0)
     """(changes seen, when) of the last catalog brought up to date from the database."""
+    _catalog_absent = False
+    """That read found no catalog (nothing declared yet): trusted as long as a cached one would be."""
 
     def catalog(self, *, private: bool = False) -> AttributeCatalog:
         """The stored catalog, or a new empty one (stored once it records something).
@@ -67,6 +69,8 @@ class CatalogService(Application[UUID]):
             and changes == self._catalog_changes
             and time.monotonic() - read_at < self.TRUST_SECONDS
         ):
+            if self._catalog_absent:
+                return AttributeCatalog.start()
             try:
                 trusted: Any = cache.get(CATALOG_ID)
             except KeyError:
@@ -81,9 +85,11 @@ class CatalogService(Application[UUID]):
                 CATALOG_ID, deepcopy_from_cache=private, fastforward_skipping=not private
             )
         except AggregateNotFoundError:
+            if not private:  # without custom attributes, every command asked the database twice for none
+                self._catalog_read, self._catalog_absent = (changes, time.monotonic()), True
             return AttributeCatalog.start()
         if not private:
-            self._catalog_read = (changes, time.monotonic())
+            self._catalog_read, self._catalog_absent = (changes, time.monotonic()), False
         return catalog
 
     def catalog_saved(self) -> None:
