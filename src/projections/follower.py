@@ -47,7 +47,7 @@ from projections.connections import ElectionLost, Elections, Lease, Subscription
 log = logging.getLogger("rulestream.followers")
 
 POLL_SECONDS = 1.0
-GATHER_SECONDS = 0.1
+GATHER_SECONDS = 0.25
 """The pause of followers that nobody waits on (``Follower.gather_seconds``): the read models, timers and
 deliveries. A reader waiting on a read model cuts it short (``READERS_CHANNEL``)."""
 READERS_CHANNEL = "rulestream_readers"
@@ -101,7 +101,7 @@ class Follower(ABC):
     it applies one event or a hundred: without a pause every follower of the process woke and ran a transaction
     for every command, each competing with the policy for the CPU (and in one process for the interpreter
     lock). Under B1's load (``bench/ab.py``) the read models' process took 1.3–1.7 ms of CPU per command with a
-    fixed 20 ms pause, 0.8–0.9 ms with this 100 ms window."""
+    fixed 20 ms pause, 0.8–0.9 ms with a 100 ms window, a tenth less again with 250 ms (README, "Lag")."""
 
     hurried: bool = False
     """Whether a notification on ``READERS_CHANNEL`` (a reader is waiting) ends the pause."""
