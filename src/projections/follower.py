@@ -119,7 +119,8 @@ class Follower(ABC):
 
     def reads_in(self, topics: frozenset[str]) -> tuple[type, ...] | None:
         """The event classes to decode of a batch holding events of these topics: ``reads`` unless the follower
-        knows that, as it stands, it has nothing to do with some of them (it must then not need them later)."""
+        knows that, as it stands, it has nothing to do with some of them (it must then not need them later).
+        Never more than ``reads``: the state of other events is not read at all."""
         return self.reads
 
     def setup(self, cursor: psycopg.Cursor[DictRow]) -> None:  # noqa: B027 - optional hook
@@ -188,7 +189,8 @@ class FollowerRunner:
             sql.SQL(
                 "WITH checkpoint AS (SELECT notification_id FROM {tracking} WHERE application_name = %s FOR UPDATE) "
                 "SELECT checkpoint.notification_id AS checkpoint, e.notification_id, e.originator_id, "
-                "e.originator_version, e.topic, e.state FROM checkpoint LEFT JOIN LATERAL ("
+                "e.originator_version, e.topic, CASE WHEN e.topic = ANY(%s::text[]) THEN NULL ELSE e.state END "
+                "AS state FROM checkpoint LEFT JOIN LATERAL ("
                 "SELECT notification_id, originator_id, originator_version, topic, state FROM {events} "
                 "WHERE notification_id > coalesce(checkpoint.notification_id, 0) ORDER BY notification_id LIMIT %s"
                 ") e ON true ORDER BY e.notification_id"
@@ -196,7 +198,11 @@ class FollowerRunner:
             .format(tracking=sql.Identifier(self.tracking_table), events=sql.Identifier(self.events_table))
             .as_bytes(None)
         )
-        """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring)."""
+        """One statement, one round trip: lock the checkpoint, and read the batch after it (module docstring),
+        without the state of events of the topics the follower never reads (``_unread``)."""
+        self._unread: list[str] = []
+        """Topics seen whose events the follower never decodes (not of ``Follower.reads``): their state is not
+        even sent (a policy's process read every evaluation three times, to skip it twice)."""
         self._topics: dict[tuple[str, tuple[type, ...]], bool] = {}
         """Whether the follower reads events of each topic seen, by what it read (``Follower.reads_in``)."""
         self._sequence_literal: str | None = None
@@ -333,14 +339,23 @@ class FollowerRunner:
         The events are read in the statement's snapshot, taken before the lock was granted: if another runner
         moved the checkpoint meanwhile, the lock answers its new value, and the read, after that value, sees a
         prefix of what follows it (positions commit in order), perhaps a shorter one; never an event twice."""
-        cursor.execute(self._lock_and_read_statement, (self.follower.name, self.follower.batch_size), prepare=True)
+        cursor.execute(
+            self._lock_and_read_statement,
+            (self.follower.name, self._unread, self.follower.batch_size),
+            prepare=True,
+        )
         rows = cursor.fetchall()
         if not rows:
             raise RuntimeError(f"follower {self.follower.name}: no tracking row (setup did not run)")
         stored = int(rows[0]["checkpoint"] or 0)
         rows = [row for row in rows if row["notification_id"] is not None]
         read = [row["notification_id"] for row in rows]
-        wanted = self.follower.reads_in(frozenset(row["topic"] for row in rows)) if rows else None
+        if not rows:
+            return stored, read, []
+        topics = frozenset(row["topic"] for row in rows)
+        static = self.follower.reads
+        self._unread += [t for t in topics if t not in self._unread and not self._reads(t, static)]
+        wanted = self.follower.reads_in(topics)
         return stored, read, self._decoded([row for row in rows if self._reads(row["topic"], wanted)])
 
     def _reads(self, topic: str, wanted: tuple[type, ...] | None) -> bool:

@@ -17,10 +17,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing.utils import get_topic
 from psycopg.rows import DictRow
 
 from api.settings import Settings
 from domain.application import Rulestream
+from domain.profile import CustomerProfile
 from domain.session import CustomerSession
 from projections import status
 from projections.connections import LISTEN_TICK
@@ -293,6 +295,21 @@ def test_a_follower_decodes_only_the_events_it_reads_and_its_checkpoint_passes_t
     assert follower.events and all(isinstance(e, CustomerSession.Created) for e in follower.events)
     positions = all_positions(rulestream)
     assert len(applied) < len(positions) and runner.checkpoint == positions[-1]  # past those it does not read
+
+    # Having seen them, it is no longer even sent their state; what it reads comes whole.
+    profile_topic = get_topic(CustomerProfile.Registered)
+    assert profile_topic in runner._unread and get_topic(CustomerSession.Created) not in runner._unread
+    write_events(rulestream, 1)
+    rulestream.update_session(unique("s"), session_changes(profile=unique("p")), "open")
+    datastore: Any = rulestream.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(runner._lock_and_read_statement, (follower.name, runner._unread, 10_000))
+        rows = [r for r in cursor.fetchall() if r["notification_id"] is not None]
+    assert profile_topic in {r["topic"] for r in rows}
+    assert all((r["state"] is None) == (r["topic"] in runner._unread) for r in rows)
+    assert all(r["state"] for r in rows if r["topic"] == get_topic(CustomerSession.Created))
+    runner.run_until_caught_up()
+    assert len(positions_applied(rulestream, follower.table)) == len(applied) + 1
 
 
 def election_holders(app: Rulestream, names: Sequence[str]) -> set[int]:
