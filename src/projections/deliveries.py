@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import logging
@@ -34,7 +33,6 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from eventsourcing.utils import TopicError, resolve_topic
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -43,7 +41,7 @@ from domain.clock import Clock, SystemClock
 from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
 from projections.connections import shared
-from projections.follower import GATHER_SECONDS, Follower, Recorded
+from projections.follower import GATHER_SECONDS, Follower, Recorded, topic_of
 from projections.webhook_secrets import TABLE as SECRETS
 from projections.webhook_secrets import create_table as create_secrets_table
 
@@ -116,14 +114,6 @@ class Attempt:
 WEBHOOKS_ONLY: tuple[type, ...] = (Webhook.Event,)
 
 
-@functools.cache
-def _is_webhook(topic: str) -> bool:
-    try:
-        return issubclass(resolve_topic(topic), Webhook.Event)
-    except (TopicError, TypeError):
-        return True  # unknown: read the batch as before
-
-
 class Deliveries(Follower):
     """The ``deliveries`` follower (in ``registry.POLICY``), and the sender that POSTs what it queues."""
 
@@ -160,7 +150,7 @@ class Deliveries(Follower):
     def reads_in(self, topics: frozenset[str]) -> tuple[type, ...] | None:
         # The policy's process decoded every evaluation for this alone (the policy itself does not read them),
         # with nowhere to send them while nobody registered a webhook.
-        if self._no_targets and not any(_is_webhook(topic) for topic in topics):
+        if self._no_targets and not any(topic_of(topic, WEBHOOKS_ONLY) for topic in topics):
             return WEBHOOKS_ONLY
         return self.reads
 

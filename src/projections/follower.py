@@ -19,6 +19,7 @@ A follower (a read model, the rule policy, ...) implements ``Follower``; ``Follo
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -203,8 +204,6 @@ class FollowerRunner:
         self._unread: list[str] = []
         """Topics seen whose events the follower never decodes (not of ``Follower.reads``): their state is not
         even sent (a policy's process read every evaluation three times, to skip it twice)."""
-        self._topics: dict[tuple[str, tuple[type, ...]], bool] = {}
-        """Whether the follower reads events of each topic seen, by what it read (``Follower.reads_in``)."""
         self._sequence_literal: str | None = None
 
     # -- running --------------------------------------------------------------------------------------
@@ -359,17 +358,9 @@ class FollowerRunner:
         wanted = self.follower.reads_in(topics) if stored == self.checkpoint else static
         return stored, read, self._decoded([row for row in rows if self._reads(row["topic"], wanted)])
 
-    def _reads(self, topic: str, wanted: tuple[type, ...] | None) -> bool:
-        if wanted is None:
-            return True
-        found = self._topics.get((topic, wanted))
-        if found is None:
-            try:
-                found = issubclass(resolve_topic(topic), wanted)
-            except (TopicError, TypeError):
-                found = True  # decoded as before, and failing as before
-            self._topics[(topic, wanted)] = found
-        return found
+    @staticmethod
+    def _reads(topic: str, wanted: tuple[type, ...] | None) -> bool:
+        return wanted is None or topic_of(topic, wanted)
 
     def _decoded(self, rows: list[DictRow]) -> list[Recorded]:
         events = DecodedEvents.of(self.app).decode(rows)
@@ -493,6 +484,16 @@ class FollowerRunner:
                 raise RuntimeError(f"the log table {self.events_table} has no position sequence")
             self._sequence_literal = sql.Literal(str(row[0])).as_string(cursor.connection) + "::regclass"
         return self._sequence_literal
+
+
+@functools.cache
+def topic_of(topic: str, classes: tuple[type, ...]) -> bool:
+    """Whether the events of ``topic`` are of one of ``classes``; yes for a topic that names no class (it is
+    decoded, and fails, as before)."""
+    try:
+        return issubclass(resolve_topic(topic), classes)
+    except (TopicError, TypeError):
+        return True
 
 
 FOLLOWER_LOCK = 7_001
