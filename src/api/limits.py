@@ -1,12 +1,17 @@
-"""The edge's checks of a request: its size (413 over the limit) and NUL characters (400), before anything reads it."""
+"""The edge's checks of a request, before anything reads it: its size (413 over the limit), NUL characters (400),
+and in a JSON body numbers more precise than a number holds and strings that are not Unicode (400 at their
+pointers)."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.wire.json import dumps
+from domain.errors import pointer
 
 MAX_INT = 2**63 - 1
 """The largest integer a query or path parameter may be: PostgreSQL's ``bigint`` (larger ones are a 400)."""
@@ -19,6 +24,68 @@ NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 """A JSON ``\\u0000`` escape (not an escaped backslash followed by ``u0000``)."""
 
 
+SIGNIFICANT_DIGITS = 15
+"""The most significant digits a number may have: what a 64-bit float (Talon.One's numbers, its clients') holds
+exactly. A longer one would be rounded somewhere on its way; it is refused at its pointer instead."""
+
+SUSPECT = re.compile(rb"[0-9.]{%d,}|\\u[dD][89a-fA-F]" % (SIGNIFICANT_DIGITS + 1))
+"""What a too-precise number or an escaped UTF-16 surrogate (perhaps a lone one) needs in the raw body: bodies
+without it (nearly all) are not parsed here."""
+
+
+class _Imprecise(str):
+    """A number token of a body with more than ``SIGNIFICANT_DIGITS`` significant digits."""
+
+
+def _number(token: str) -> Any:
+    mantissa = token.lstrip("-").lower().split("e")[0]
+    return _Imprecise(token) if len(mantissa.replace(".", "").strip("0")) > SIGNIFICANT_DIGITS else 0
+
+
+def body_problems(body: bytes) -> list[dict[str, Any]]:
+    """The numbers of a JSON body that have more significant digits than a number holds exactly, and its strings
+    (keys included) with a lone UTF-16 surrogate, each as an ``ErrorResponse`` error at its pointer. A body
+    that is not JSON has none: the endpoint refuses it with its own message."""
+    if not SUSPECT.search(body):
+        return []
+    try:
+        value = json.loads(body, parse_int=_number, parse_float=_number)
+    except (ValueError, RecursionError):
+        return []
+    problems: list[dict[str, Any]] = []
+    _inspect(value, "", problems)
+    return problems
+
+
+def _inspect(value: Any, where: str, problems: list[dict[str, Any]]) -> None:
+    if isinstance(value, _Imprecise):
+        details = (f"{value} has more than {SIGNIFICANT_DIGITS} significant digits, more than a number holds "
+                   "exactly; send it rounded, or as a string")  # fmt: skip
+        problems.append({"title": "Number too precise", "details": details, "source": {"pointer": where or "/"}})
+    elif isinstance(value, str):
+        if not _unicode(value):
+            details = "a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape) is not a character"
+            problems.append({"title": "Invalid string", "details": details, "source": {"pointer": where or "/"}})
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _inspect(item, f"{where}/{i}", problems)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            at = where + pointer(key if _unicode(key) else key.encode(errors="backslashreplace").decode())
+            if not _unicode(key):
+                details = "a lone UTF-16 surrogate in a name is not a character"
+                problems.append({"title": "Invalid name", "details": details, "source": {"pointer": at}})
+            _inspect(item, at, problems)
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class RequestChecks:
     """The edge's checks of a request, before anything else reads it:
 
@@ -26,6 +93,9 @@ class RequestChecks:
     - **NUL**: NUL characters anywhere (path, query, JSON strings) answer 400. The log would store them (its
       states are bytes), but PostgreSQL text and jsonb cannot hold them: every read model and the webhook
       follower would fail on that event forever. Refused here, nothing is recorded.
+    - **numbers and strings** of a JSON body (``body_problems``): a number with more significant digits than it
+      holds exactly, and a lone UTF-16 surrogate (no UTF-8 can store it), answer 400 at their pointers. Parsers
+      would round the one silently and fail to store the other deep inside a command.
 
     One middleware: it reads the whole body (bodies are small, the limit caps them) and hands the application a
     replay of it, so nothing wraps the response's messages (two middlewares wrapped every receive and send).
@@ -62,6 +132,10 @@ class RequestChecks:
         if b"\x00" in body or (b"\\u0000" in body and NUL_ESCAPE.search(body)):
             await _refuse_nul(send, "the body")
             return
+        problems = body_problems(body)
+        if problems:
+            await _refuse_body(send, problems)
+            return
         replay = iter(messages)
 
         async def replayed() -> Message:
@@ -80,8 +154,11 @@ class RequestChecks:
 
 async def _refuse_nul(send: Send, where: str) -> None:
     message = f"NUL characters are not allowed in {where}"
-    problem = {"title": "Invalid input", "details": message, "source": {}}
-    body = dumps({"message": message, "errors": [problem], "StatusCode": 400})
+    await _refuse_body(send, [{"title": "Invalid input", "details": message, "source": {}}], message)
+
+
+async def _refuse_body(send: Send, problems: list[dict[str, Any]], message: str = "Invalid request body") -> None:
+    body = dumps({"message": message, "errors": problems, "StatusCode": 400})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -42,6 +42,7 @@ from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
 from projections.connections import shared
 from projections.follower import GATHER_SECONDS, Follower, Recorded, topic_of
+from projections.jsonb import exact
 from projections.webhook_secrets import TABLE as SECRETS
 from projections.webhook_secrets import create_table as create_secrets_table
 
@@ -91,7 +92,7 @@ def wanted(target: Mapping[str, Any], effect: Mapping[str, Any]) -> bool:
 
 def _json(content: Any) -> bytes:
     # Amounts as JSON numbers, as in API responses (the log keeps them as exact decimal strings).
-    return orjson.dumps(content, default=_number, option=orjson.OPT_UTC_Z)
+    return exact(content, _number, orjson.OPT_UTC_Z)
 
 
 def _number(value: Any) -> Any:

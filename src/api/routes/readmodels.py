@@ -38,7 +38,7 @@ MinPosition = Annotated[
     ),
 ]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=queries.MAX_PAGE)]
-Skip = Annotated[int, Query(ge=0)]
+Skip = Annotated[int, Query(ge=0, le=MAX_INT)]
 Time = Annotated[str | None, Query(description="RFC 3339 time")]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
+from projections.jsonb import exact
+
 
 def number(value: Decimal) -> int | float:
     """A Decimal as the JSON number it stands for: integral values as integers."""
@@ -22,7 +24,7 @@ def _default(value: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+    return exact(content, _default, orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
 
 
 class FastJSONResponse(JSONResponse):

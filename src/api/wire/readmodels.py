@@ -56,7 +56,7 @@ def parse_json_object(value: str | None, name: str) -> dict[str, Any] | None:
         return None
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not an object we could use either
         parsed = None
     if not isinstance(parsed, dict):
         raise InvalidInput(
