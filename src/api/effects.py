@@ -39,6 +39,7 @@ from domain.evaluation import Result, evaluate, trigger_of
 from domain.rules.context import HistoryItem
 from domain.rules.decide import RuleIndex
 from domain.session import CustomerSession
+from domain.settlement import answered
 from projections.follower import PROGRESS_CHANNEL
 from projections.policy import EFFECTS_CHANNEL, RulePolicy, build_index
 from projections.policy_state import PolicyState
@@ -264,13 +265,12 @@ class EffectsReader:
 
     def _effects(self, evaluations: Sequence[StoredEvent]) -> Effects:
         """The effects and failures of these stored evaluations, in their order."""
-        result = Effects()
+        each = []
         for stored in evaluations:
             evaluated = self.app.mapper.to_domain_event(stored)
             if isinstance(evaluated, Evaluation.Evaluated):
-                result.effects.extend(numeric(evaluated.effects))
-                result.failures.extend(evaluated.failures)
-        return result
+                each.append((numeric(evaluated.effects), evaluated.failures))
+        return Effects(*answered(each))
 
     # -- dry runs -------------------------------------------------------------------------------------
 
@@ -288,14 +288,14 @@ class EffectsReader:
 
     def dry(self, outcome: Outcome) -> Effects:
         """Evaluate the would-be events of a dry command as the policy would, storing nothing."""
-        result = Effects()
+        each: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
         datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
         with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
             try:
                 cursor.execute("SET TRANSACTION READ ONLY")
                 PolicyState(cursor).rules()
             except psycopg.errors.UndefinedTable:
-                return result  # the policy never ran: no rules yet
+                return Effects()  # the policy never ran: no rules yet
             state = DryState(cursor)
             rules = self.rules(state)
             ledgers: dict[str, Any] = {}
@@ -318,9 +318,8 @@ class EffectsReader:
                 )  # fmt: skip
                 if session is not None and evaluated.settlement.ledger is not None:
                     ledgers[session.integration_id] = evaluated.settlement.ledger
-                result.effects.extend(evaluated.effects)
-                result.failures.extend(evaluated.failure_reasons())
-        return result
+                each.append((evaluated.effects, evaluated.failure_reasons()))
+        return Effects(*answered(each))
 
 
 class DryState(PolicyState):

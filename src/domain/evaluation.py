@@ -170,7 +170,8 @@ def evaluate(
         decision = decide(rules.for_event(trigger.event_type), ctx)
     effects = [_wire_effect(e, profile_key) for e in decision.effects]
     value = session.cart_item_total if session is not None else Decimal(0)
-    return Result(decision, settle(trigger.event_type, effects, ledger, profile_key, session_value=value))
+    settlement = settle(trigger.event_type, effects, ledger, profile_key, session_value=value, lapsed=decision.lapsed)
+    return Result(decision, settlement)
 
 
 def _wire_effect(effect: Any, profile_key: str | None) -> dict[str, Any]:

@@ -4,7 +4,9 @@ RULES.md semantics, as a pure function of the session's ledger and one evaluatio
 
 - while a session is open, ``setDiscount*`` effects are its current discounts (the same name overwrites) and
   loyalty points are *pending* (the same rule and name overwrites, so a rule triggered by every update does not
-  count twice);
+  count twice); the latest evaluation of a rule decides what it holds: when it fires again its earlier effects
+  give way to the new ones, and when it no longer holds (``Decision.lapsed``: its condition fails on the
+  changed cart) they are dropped — neither credited at close nor rolled back later;
 - closing credits the pending points to the profile's loyalty ledger and freezes the discounts;
 - cancelling an open session rolls back its current discounts (``rollbackDiscount``); revoking a closed (or
   partially returned) session, or reopening it, rolls back its discounts and the points its close credited
@@ -16,12 +18,13 @@ RULES.md semantics, as a pure function of the session's ledger and one evaluatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from domain.effects import LedgerEntry, numeric, plain
+from domain.rules.decide import lapses
 
 CENT = Decimal("0.01")
 POINT_EFFECTS = {"addLoyaltyPoints": 1, "deductLoyaltyPoints": -1}
@@ -99,11 +102,13 @@ def settle(
     profile_id: str | None,
     *,
     session_value: Decimal = Decimal(0),
+    lapsed: Collection[int] = (),
 ) -> Settlement:
     """Settle one evaluation's ``effects`` for an event of ``event_type``.
 
     ``ledger`` is the session's ledger (None for events without a session); ``session_value`` the session's
-    cart value after the event (for closes and returns).
+    cart value after the event (for closes and returns); ``lapsed`` the rules the event triggered that no
+    longer hold.
     """
     if ledger is not None:  # a copy: the caller's ledger (maybe cached) stays as it was
         ledger = SessionLedger(
@@ -121,7 +126,7 @@ def settle(
         return Settlement(out, [e for e in entries if e is not None], ledger)
 
     if event_type in ("talon_session_created", "talon_session_updated", "talon_session_closed"):
-        _hold(ledger, effects)
+        _hold(ledger, effects, lapsed)
     if event_type == "talon_session_closed":
         ledger.credited = dict(ledger.pending)
         entries = [_entry(profile_id, e) for e in ledger.pending.values()]
@@ -157,7 +162,11 @@ SESSION_EVENTS = frozenset(
 )
 
 
-def _hold(ledger: SessionLedger, effects: Sequence[Effect]) -> None:
+def _hold(ledger: SessionLedger, effects: Sequence[Effect], lapsed: Collection[int]) -> None:
+    decided = {*lapsed, *(e["campaignId"] for e in effects)}
+    if decided:
+        ledger.discounts = {n: e for n, e in ledger.discounts.items() if e["campaignId"] not in decided}
+        ledger.pending = {k: e for k, e in ledger.pending.items() if e["campaignId"] not in decided}
     for effect in effects:
         if effect["effectType"] in DISCOUNT_EFFECTS:
             ledger.discounts[effect["props"]["name"]] = effect
@@ -197,3 +206,28 @@ def _entry(profile_id: str | None, effect: Effect, sign: int | None = None) -> L
         rule_id=effect.get("campaignId"),
         name=str(effect["props"].get("name", "")),
     )
+
+
+def answered(evaluations: Sequence[tuple[Sequence[Effect], Sequence[Effect]]]) -> tuple[list[Effect], list[Effect]]:
+    """The effects and failure reasons one request answers, from the ``(effects, failures)`` of each event it
+    recorded, in order. Talon.One evaluates once per request; a request of ours may record several events (a
+    session created closed: created, then closed), and a rule triggered by both must not be answered twice. So,
+    as in the session's ledger, a rule's last evaluation in the request decides: a firing, whose effects are
+    answered (its earlier ones are not), or a failure of its own (``lapses``), whose reason is. Rollbacks are
+    all answered, and a failure on a limit does not hide what the rule fired before it."""
+    last: dict[int, int] = {}
+    for i, (effects, failures) in enumerate(evaluations):
+        for effect in effects:
+            if not effect["effectType"].startswith("rollback"):
+                last[effect["campaignId"]] = i
+        for failure in failures:
+            if lapses(failure.get("conditionIndex"), failure.get("effectIndex")) or failure["campaignID"] not in last:
+                last[failure["campaignID"]] = i
+    answer: list[Effect] = [
+        e for i, (effects, _) in enumerate(evaluations) for e in effects
+        if e["effectType"].startswith("rollback") or last.get(e["campaignId"]) == i
+    ]  # fmt: skip
+    fired = {e["campaignId"] for e in answer}
+    reasons = {f["campaignID"]: f for i, (_, failures) in enumerate(evaluations) for f in failures
+               if last.get(f["campaignID"]) == i and f["campaignID"] not in fired}  # fmt: skip
+    return answer, list(reasons.values())

@@ -248,3 +248,37 @@ def test_simulation_replays_candidate_rules_over_history_and_records_nothing(
                          json={"rules": [{**candidate, "trigger": ["no_such_type"]}]}, headers=headers)  # fmt: skip
     assert refused.status_code == 400
     assert refused.json()["errors"][0]["source"]["pointer"].startswith("/rules/0/trigger")
+
+
+def test_effects_of_a_rule_that_no_longer_holds_leave_the_session(
+    server: Server, integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    """Talon.One answers each update with the effects in force: a cart that shrinks below a rule's threshold
+    loses that rule's discount and pending points, which its close then neither credits nor rolls back."""
+    pending = create_rule(server, {
+        "name": f"pending points {uuid.uuid4().hex[:6]}", "trigger": ["talon_session_created", "talon_session_updated"],
+        "condition": {"all": [{"attr": "session.total", "op": "gte", "value": 100},
+                              {"attr": "session.attributes.suite", "op": "eq", "value": SUITE}]},
+        "effects": [{"effectType": "addLoyaltyPoints", "props": {"name": "big-cart", "value": 100}}],
+    })  # fmt: skip
+    sid, pid = new_id("s"), new_id("p")
+    big = close(integration, sid, pid, [talon_one.CartItem(sku="tv", price=200, quantity=1)], "open")
+    assert effect_types(big) == ["addLoyaltyPoints", "setDiscount"]
+    small = [talon_one.CartItem(sku="tv", price=20, quantity=1)]
+    shrunk = close(integration, sid, pid, small, "open")
+    assert effect_types(shrunk) == []
+    assert {f.campaign_id for f in shrunk.rule_failure_reasons} >= {pending["id"], big_spender_rules["discount"]}
+    assert integration.get_customer_session(sid).effects == []
+    closed = close(integration, sid, pid, small, "closed")
+    assert effect_types(closed) == []
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == 0
+    assert effect_types(close(integration, sid, pid, small, "cancelled")) == []
+
+
+def test_a_session_created_closed_answers_each_rule_once(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    closed = close(integration, sid, pid, [talon_one.CartItem(sku="shoe", price=60, quantity=1)], "closed")
+    assert effect_types(closed) == ["addLoyaltyPoints", "setDiscount"]
+    assert closed.loyalty.programs["1"].ledger.current_balance == 120

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from domain.settlement import SessionLedger, settle
+from domain.settlement import SessionLedger, answered, settle
 
 
 def effect(kind: str, value: str | int, name: str = "n", rule: int = 1) -> dict[str, Any]:
@@ -86,3 +86,55 @@ def test_settling_leaves_the_given_ledger_as_it_was() -> None:
     after = settle("talon_session_updated", [effect("addLoyaltyPoints", 25, rule=2)], before, "p").ledger
     assert after is not None
     assert (before.pending_points, after.pending_points) == (10, 35)
+
+
+def test_a_rule_that_no_longer_holds_drops_what_it_held_for_the_session() -> None:
+    held = [effect("setDiscount", 20, "big"), effect("addLoyaltyPoints", 100, "pts")]
+    opened = settle("talon_session_created", held + [effect("setDiscount", 3, "small", rule=2)], SessionLedger(), "p")
+    cheaper = settle("talon_session_updated", [], opened.ledger, "p", lapsed=[1])
+    assert cheaper.ledger is not None and list(cheaper.ledger.discounts) == ["small"]
+    assert cheaper.ledger.pending_points == 0
+    closed = settle("talon_session_closed", [], cheaper.ledger, "p", session_value=Decimal(50))
+    assert closed.entries == []
+    revoked = settle("talon_session_revoked", [], closed.ledger, "p")
+    assert kinds(revoked.effects) == [("rollbackDiscount", Decimal(3))]
+
+
+def test_a_rule_that_fires_again_replaces_what_it_held_even_under_another_name() -> None:
+    first = settle("talon_session_created", [effect("setDiscount", 5, "old")], SessionLedger(), "p")
+    second = settle("talon_session_updated", [effect("setDiscount", 7, "new")], first.ledger, "p")
+    assert second.ledger is not None and list(second.ledger.discounts) == ["new"]
+
+
+def test_a_rule_not_triggered_by_the_event_keeps_what_it_held() -> None:
+    first = settle("talon_session_created", [effect("setDiscount", 5, "welcome")], SessionLedger(), "p")
+    second = settle("talon_session_updated", [effect("setDiscount", 7, "d", rule=2)], first.ledger, "p", lapsed=[3])
+    assert second.ledger is not None and sorted(second.ledger.discounts) == ["d", "welcome"]
+
+
+def failure(rule: int, condition_index: int | None = 0) -> dict[str, Any]:
+    return {"campaignID": rule, "conditionIndex": condition_index, "effectIndex": None, "details": "x"}
+
+
+def test_a_request_answers_each_rule_once_by_its_last_evaluation() -> None:
+    created = ([effect("setDiscount", 8, "d10"), effect("addLoyaltyPoints", 80, "pts", rule=2)], [failure(3)])
+    closed = ([effect("setDiscount", 8, "d10"), effect("addLoyaltyPoints", 80, "pts", rule=2)], [])
+    effects, failures = answered([created, closed])
+    assert kinds(effects) == [("addLoyaltyPoints", Decimal(80)), ("setDiscount", Decimal(8))]
+    assert [f["campaignID"] for f in failures] == [3]
+
+
+def test_a_rule_that_lapses_later_in_the_request_is_answered_by_its_failure() -> None:
+    effects, failures = answered([([effect("setDiscount", 8, "d")], []), ([], [failure(1)])])
+    assert effects == [] and [f["campaignID"] for f in failures] == [1]
+
+
+def test_a_limit_after_a_firing_does_not_hide_the_firing() -> None:
+    limit = failure(1, condition_index=None)
+    effects, failures = answered([([effect("addLoyaltyPoints", 5)], []), ([], [limit])])
+    assert kinds(effects) == [("addLoyaltyPoints", Decimal(5))] and failures == []
+
+
+def test_rollbacks_are_all_answered() -> None:
+    rollbacks = [effect("rollbackDiscount", 5, "a"), effect("rollbackDiscount", 6, "b")]
+    assert answered([(rollbacks, [])])[0] == rollbacks

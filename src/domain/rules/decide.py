@@ -75,6 +75,10 @@ class Decision:
     matches: list[tuple[int, str]] = field(default_factory=list)
     """``(rule_id, profile_id)`` of matches to count for ``everyNth``."""
     delayed: list[DelayedEvaluation] = field(default_factory=list)
+    lapsed: list[int] = field(default_factory=list)
+    """Rules triggered by the event that do not hold for it: their condition or an effect failed, their schedule
+    is over, or an exclusive rule fired before them (not those a limit or budget stopped: they fired already).
+    What such a rule held for the session (discounts, pending points) is no longer in force."""
 
 
 class RuleIndex:
@@ -131,6 +135,7 @@ def decide(rules: Sequence[CompiledRule], ctx: EvaluationContext, *, due: bool =
     excluded_below: int | None = None  # the priority of an exclusive rule that fired
     for rule in sorted(rules, key=_order):
         if not rule.is_live(at) or (excluded_below is not None and rule.priority < excluded_below):
+            decision.lapsed.append(rule.rule_id)
             continue
         if rule.delay is not None and not due:
             decision.delayed.append(
@@ -140,6 +145,8 @@ def decide(rules: Sequence[CompiledRule], ctx: EvaluationContext, *, due: bool =
         outcome = rule.evaluate(ctx)
         refusal = _refusal(rule, outcome, ctx, decision)
         if refusal is not None:
+            if lapses(outcome.condition_index, outcome.effect_index):
+                decision.lapsed.append(rule.rule_id)
             decision.failures.append(
                 FailureReason(
                     rule.rule_id,
@@ -161,6 +168,11 @@ def decide(rules: Sequence[CompiledRule], ctx: EvaluationContext, *, due: bool =
         if rule.exclusive:
             excluded_below = rule.priority
     return decision
+
+
+def lapses(condition_index: int | None, effect_index: int | None) -> bool:
+    """Whether a rule that gave no effects failed on its own (a condition, an effect), not on a limit."""
+    return condition_index is not None or effect_index is not None
 
 
 def _refusal(
