@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors, gc_tuning
+from api import errors, gc_tuning, openapi
 from api.auth import KeyCache
 from api.effects import EffectsReader
 from api.idempotency import IdempotencyMiddleware
@@ -57,6 +57,7 @@ def create_app(settings: Settings, rulestream: Rulestream) -> FastAPI:
         integration, customer_data, gameball, catalog, rules, loyalty, readmodels, audit, webhooks, keys
     ):
         app.include_router(module.router)
+    openapi.install(app)
     return app
 
 

@@ -95,3 +95,24 @@ def test_keys_never_appear_in_the_server_log(server: Server, keys: dict[str, str
     log = server.log.read_text(errors="replace")
     leaked = [name for name, secret in keys.items() if secret in log] + (["made-up"] if "made-up-secret" in log else [])
     assert leaked == []
+
+
+def test_the_openapi_document_names_the_errors_and_keys_of_every_operation(server: Server) -> None:
+    """No 422 (the API never answers it); every operation documents Talon.One's ErrorResponse under 400 and 503,
+    and every keyed one 401/403 and the key it takes, as the role table above enforces."""
+    spec: dict[str, Any] = httpx.get(f"{server.url}/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert set(spec["components"]["securitySchemes"]) == {"integration_key", "management_key", "gameball_key"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            for code in ("400", "503", *(() if path in PUBLIC else ("401", "403"))):
+                schema = responses[code]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
+            if path not in PUBLIC:
+                (scheme,) = operation["security"][0]
+                integration = "integration" in expected_roles(method.upper(), path)
+                assert scheme == ("gameball_key" if path.startswith("/api/") else
+                                  "integration_key" if integration else "management_key"), (method, path)  # fmt: skip
+    assert "204" in spec["paths"]["/v2/events"]["post"]["responses"]

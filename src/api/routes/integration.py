@@ -180,7 +180,7 @@ def update_customer_profile(
     return _state(outcome, effects.of(outcome), body.response_content, with_session=False, loyalty=loyalty)
 
 
-@router.post("/v2/events", summary="Track event")
+@router.post("/v2/events", summary="Track event", responses={204: {"description": "`silent=yes`: no body"}})
 def track_event(
     body: IntegrationEventRequest,
     app: ApplicationDep,
