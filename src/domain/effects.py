@@ -123,12 +123,27 @@ def plain(value: Any) -> Any:
 
 
 def numeric(value: Any) -> Any:
-    """The inverse of ``plain`` for effect props on the wire: decimal strings of amounts become Decimals."""
+    """The inverse of ``plain`` for effect props on the wire: decimal strings of amounts become Decimals.
+
+    A rule's ``payload`` (``customEffect``, ``triggerWebhook``) is the author's JSON, answered as written: its
+    ``"value": "gold"`` is no amount, and its ``"value": "5"`` stays a string."""
     if isinstance(value, Mapping):
-        return {k: (Decimal(v) if k in AMOUNT_KEYS and isinstance(v, str) else numeric(v)) for k, v in value.items()}
+        return {
+            k: v if k in OPAQUE_KEYS else _amount(v) if k in AMOUNT_KEYS else numeric(v) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [numeric(v) for v in value]
     return value
 
 
+def _amount(value: Any) -> Any:
+    if not isinstance(value, str):
+        return numeric(value)
+    try:
+        return Decimal(value)
+    except ArithmeticError:  # not a decimal string: not one of ours
+        return value
+
+
 AMOUNT_KEYS = frozenset({"value", "price", "amount"})
+OPAQUE_KEYS = frozenset({"payload"})

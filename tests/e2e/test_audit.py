@@ -120,3 +120,39 @@ def test_an_integration_key_is_refused(server: Server, path: str) -> None:
     answer = get(server, path, INTEGRATION_KEY, scheme="ApiKey-v1")
     assert answer.status_code == 403
     assert get(server, path, "").status_code == 401
+
+
+def test_histories_show_the_points_booked_and_evaluations_name_their_cause(
+    server: Server, integration: talon_one.IntegrationApi
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    payload = {"value": "gold", "s": "5", "n": 5}
+    rule = httpx.post(f"{server.url}/v1/rules", headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}, json={
+        "name": f"audit points {tag}", "trigger": ["talon_session_created", "talon_session_updated"],
+        "condition": {"cartItems": {"attr": "sku", "op": "eq", "value": f"sku-{tag}"}, "count": {"op": "gte", "value": 1}},
+        "effects": [{"effectType": "addLoyaltyPoints", "props": {"name": "pts", "value": 7.5}},
+                    {"effectType": "customEffect", "props": {"name": "c", "payload": payload}}],
+    })  # fmt: skip
+    assert rule.status_code == 201, rule.text
+    sid, pid = f"audit-{tag}", f"audit-p-{tag}"
+    item = talon_one.CartItem(sku=f"sku-{tag}", price=10, quantity=1)
+    opened = integration.update_customer_session_v2(sid, talon_one.IntegrationRequest(
+        customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, cart_items=[item])))  # fmt: skip
+    assert [e.props["payload"] for e in opened.effects if e.effect_type == "customEffect"] == [payload]
+    integration.update_customer_session_v2(sid, talon_one.IntegrationRequest(
+        customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed", cart_items=[item])))  # fmt: skip
+
+    entries = get(server, f"/v1/audit/sessions/{sid}/history", MANAGEMENT_KEY).json()["data"]
+    created, closed = entries
+    points = next(e for e in created["effects"] if e["effectType"] == "addLoyaltyPoints")
+    assert points["props"]["value"] == 7.5 and points["ruleId"] == rule.json()["id"]
+    assert created["ledger"] == []
+    assert [(b["profileId"], b["amount"], b["reason"]) for b in closed["ledger"]] == [(pid, 7.5, "addLoyaltyPoints")]
+
+    feed = get(server, "/v1/audit/feed", MANAGEMENT_KEY, after=created["position"] - 1, limit=20).json()["data"]
+    evaluation = next(e for e in feed if e["type"] == "Evaluation.Evaluated")
+    assert evaluation["causationId"] == str(created["position"])
+    assert evaluation["correlationId"] == created["correlationId"]
+
+    missing = get(server, "/v1/audit/sessions/no-such-session/history", MANAGEMENT_KEY)
+    assert missing.status_code == 404 and "no-such-session" in missing.json()["message"]

@@ -6,8 +6,11 @@ Keys of role ``auditor`` or ``management`` only.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 
@@ -15,8 +18,8 @@ from api.deps import ApplicationDep, AuditorKey
 from api.limits import MAX_INT
 from api.wire import talon
 from api.wire.json import FastJSONResponse
-from domain.application import session_id
-from domain.errors import InvalidInput
+from domain.application import profile_id, session_id
+from domain.errors import InvalidInput, NotFound
 from domain.session import CustomerSession
 from projections.audit import chain
 from projections.audit.asof import history_of
@@ -28,6 +31,15 @@ After = Annotated[
     int, Query(ge=0, le=MAX_INT, description="Only what comes after this (a version, or a feed position).")
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many events.")]
+
+
+@contextlib.contextmanager
+def _named(stream: UUID, name: str) -> Iterator[None]:
+    """A stream's 404 names what the client asked for, not the stream's internal id."""
+    try:
+        yield
+    except NotFound as missing:
+        raise NotFound(str(missing).replace(f"stream {stream}", name)) from None
 
 
 @router.get("/sessions/{integrationId}/history", summary="History of a customer session")
@@ -42,7 +54,8 @@ def session_history(
 
     Paged by version: pass the answer's ``next`` as ``after`` while ``hasMore`` is true.
     """
-    return FastJSONResponse(AuditLog(app).history(session_id(integration_id), after, limit).to_json())
+    with _named(session_id(integration_id), f"session '{integration_id}'"):
+        return FastJSONResponse(AuditLog(app).history(session_id(integration_id), after, limit).to_json())
 
 
 @router.get("/profiles/{integrationId}/history", summary="History of a customer profile")
@@ -56,7 +69,8 @@ def profile_history(
     """Every stored event of the profile in order, with the effects each caused, and among them the delayed
     rule evaluations its events scheduled (``rulestream_delay_scheduled``, ``rulestream_delay_came_due``, with
     their ``causationId`` and effects). Paged like session histories, by the profile's versions."""
-    return FastJSONResponse(AuditLog(app).profile_history(integration_id, after, limit).to_json())
+    with _named(profile_id(integration_id), f"profile '{integration_id}'"):
+        return FastJSONResponse(AuditLog(app).profile_history(integration_id, after, limit).to_json())
 
 
 @router.get("/sessions/{integrationId}/state", summary="A customer session as it was")
@@ -77,8 +91,9 @@ def session_state(
         raise InvalidInput("give exactly one of 'at' and 'version'")
     history = history_of(app)
     stream = session_id(integration_id)
-    wanted = version if version is not None else history.version_at(stream, at)  # type: ignore[arg-type]
-    rebuilt = history.at_version(stream, wanted)
+    with _named(stream, f"session '{integration_id}'"):
+        wanted = version if version is not None else history.version_at(stream, at)  # type: ignore[arg-type]
+        rebuilt = history.at_version(stream, wanted)
     if not isinstance(rebuilt.aggregate, CustomerSession):
         raise InvalidInput(f"'{integration_id}' does not name a customer session")
     return FastJSONResponse({"version": wanted, "customerSession": talon.customer_session(rebuilt.aggregate)})

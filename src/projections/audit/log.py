@@ -27,11 +27,12 @@ from psycopg import sql
 
 from domain.application import Rulestream, profile_id
 from domain.delays import Delay
-from domain.effects import evaluation_id
+from domain.effects import Evaluation, evaluation_id, numeric
 from domain.errors import NotFound
 from projections.audit.schema import names
 
 MAX_LIMIT = 1000
+EVALUATION = Evaluation.Evaluated.__qualname__
 HIDDEN_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "meta", "originator_topic"})
 
 
@@ -203,9 +204,31 @@ class AuditLog:
             if with_effects:
                 caused = effects.get((row.stream_id, row.version))
                 entry["evaluated"] = caused is not None
-                entry["effects"] = caused or []
+                entry["effects"], entry["ledger"] = caused or ([], [])
             entries.append(entry)
+        self._link_evaluations(entries)
         return entries
+
+    def _link_evaluations(self, entries: list[dict[str, Any]]) -> None:
+        """An evaluation is stored without metadata of its own (the policy, not a request, records it): its
+        ``causationId`` is the position of the event it answers, and its ``correlationId`` that event's, the
+        request's (one query for the page)."""
+        evaluations = [e for e in entries if e["type"] == EVALUATION and e["causationId"] is None]
+        causes = {e["data"]["cause"]["position"] for e in evaluations if isinstance(e["data"].get("cause"), dict)}
+        if not causes:
+            return
+        correlation = {}
+        for row in self.query("SELECT * FROM {events} WHERE notification_id = ANY(%s)", (sorted(causes),)):
+            try:
+                meta = getattr(self.app.mapper.to_domain_event(self._stored(row)), "meta", None) or {}
+            except Exception:  # noqa: BLE001 - as in ``entry``: an undecodable cause must not hide the page
+                meta = {}
+            correlation[row.position] = meta.get("correlationId")
+        for entry in evaluations:
+            position = (entry["data"].get("cause") or {}).get("position")
+            if position is not None:
+                entry["causationId"] = str(position)
+                entry["correlationId"] = entry["correlationId"] or correlation.get(position)
 
     def entry(self, row: Row, *, stored: bool = False) -> dict[str, Any]:
         try:
@@ -234,20 +257,24 @@ class AuditLog:
             entry["stored"] = base64.b64encode(row.state).decode()
         return entry
 
-    def effects_of(self, rows: Iterable[Row]) -> dict[tuple[UUID, int], list[dict[str, Any]]]:
-        """The effects of the evaluation of each row that has one, by (stream, version)."""
+    def effects_of(
+        self, rows: Iterable[Row]
+    ) -> dict[tuple[UUID, int], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """The effects of the evaluation of each row that has one, and the loyalty ledger entries it booked (points
+        credited at a close, rolled back at a return, ...), by (stream, version); amounts as numbers."""
         wanted = {evaluation_id(r.stream_id, r.version): (r.stream_id, r.version) for r in rows}
         if not wanted:
             return {}
-        found: dict[tuple[UUID, int], list[dict[str, Any]]] = {}
+        found: dict[tuple[UUID, int], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
         for row in self.query(
             "SELECT * FROM {events} WHERE originator_id = ANY(%s) AND originator_version = 1", (list(wanted),)
         ):
             evaluation = self.app.mapper.to_domain_event(self._stored(row))
-            found[wanted[row.stream_id]] = [
+            effects = [
                 {**effect, "ruleId": effect.get("campaignId"), "ruleVersion": effect.get("rulesetId")}
-                for effect in getattr(evaluation, "effects", [])
+                for effect in numeric(getattr(evaluation, "effects", []))
             ]
+            found[wanted[row.stream_id]] = (effects, numeric(getattr(evaluation, "ledger", [])))
         return found
 
     def _datastore(self) -> Any:
@@ -276,3 +303,4 @@ def recorded_at(entry: dict[str, Any]) -> datetime | None:
     if isinstance(value, str):
         return datetime.fromisoformat(value)
     return value if isinstance(value, datetime) else None
+
