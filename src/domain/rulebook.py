@@ -12,10 +12,12 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.application import Rulestream
-from domain.errors import NotFound
+from domain.errors import NotFound, Problem, RuleInvalid
 from domain.rules.aggregate import REGISTRY_ID, Rule, RuleRegistry, rule_aggregate_id
+from domain.rules.effects import TriggerWebhook
 from domain.rules.language import RuleDefinition, parse_rule
 from domain.rules.typecheck import check_rule
+from domain.webhooks import WebhookBook
 
 
 class RuleBook:
@@ -30,8 +32,23 @@ class RuleBook:
         check_rule(parsed, self.app.catalog())
         return parsed
 
-    def create(self, definition: Mapping[str, Any], author: str) -> Rule:
+    def checked_to_save(self, definition: Mapping[str, Any]) -> RuleDefinition:
+        """``check``, and the webhooks its ``triggerWebhook`` effects name exist (a simulation needs none)."""
         parsed = self.check(definition)
+        named = [(i, e.props.webhook) for i, e in enumerate(parsed.effects) if isinstance(e, TriggerWebhook)]
+        if named:
+            known = {key for w in WebhookBook(self.app).all() for key in (w.name, str(w.webhook_id)) if key}
+            problems = [
+                Problem("Unknown webhook", f"no webhook is named '{webhook}' or has that id (POST /v1/webhooks)",
+                        f"/effects/{i}/props/webhook")
+                for i, webhook in named if webhook not in known
+            ]  # fmt: skip
+            if problems:
+                raise RuleInvalid("The rule names a webhook that is not registered", problems)
+        return parsed
+
+    def create(self, definition: Mapping[str, Any], author: str) -> Rule:
+        parsed = self.checked_to_save(definition)
 
         def attempt() -> Rule:
             registry = self._registry() or RuleRegistry()
@@ -43,11 +60,14 @@ class RuleBook:
         return self.app._retrying(attempt)  # noqa: SLF001 - the application's own retry policy
 
     def revise(self, rule_id: int, definition: Mapping[str, Any], author: str) -> Rule:
-        parsed = self.check(definition)
+        parsed = self.checked_to_save(definition)
 
         def attempt() -> Rule:
             rule = self.get(rule_id)
-            rule.revise(parsed.to_json(), author)
+            revised = parsed.to_json()
+            if "enabled" not in definition:  # editing a rule leaves its switch as it is
+                revised["enabled"] = rule.enabled
+            rule.revise(revised, author)
             self.app.save(rule)
             return rule
 

@@ -33,6 +33,7 @@ ROLLBACK_OF = {
     "addLoyaltyPoints": "rollbackAddedLoyaltyPoints",
     "deductLoyaltyPoints": "rollbackDeductedLoyaltyPoints",
 }
+ROLLBACK_TYPES = frozenset({*ROLLBACK_OF.values(), "rollbackDiscount"})
 
 Effect = dict[str, Any]
 """Talon.One's ``Effect``: campaignId, rulesetId, ruleIndex, ruleName, effectType, props (amounts as Decimal)."""

@@ -21,7 +21,9 @@ from eventsourcing.domain import event
 
 from domain.application import Rulestream
 from domain.base import Stream, natural_id
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput, NotFound, Problem
+from domain.rules.effects import EFFECT_TYPES
+from domain.settlement import ROLLBACK_TYPES
 
 REGISTRY_ID = natural_id("webhook-registry", "webhooks")
 
@@ -147,6 +149,10 @@ class WebhookRegistry(Stream):
         self.webhook_ids.append(webhook_id)
 
 
+RECEIVABLE = frozenset({*(cls.key for cls in EFFECT_TYPES), *ROLLBACK_TYPES})
+"""The effect types a webhook may ask for: what rules emit, and the rollbacks the policy emits for them."""
+
+
 class WebhookBook:
     """The webhook commands and queries of the application; ``secrets`` is needed to register and remove."""
 
@@ -159,6 +165,16 @@ class WebhookBook:
     ) -> Webhook:
         """Keep the secret, then record the webhook naming it; a registration that fails destroys it again
         (what a crash in between leaves is a secret no event names: never used, never shown)."""
+        if name is not None and name.isdigit():
+            raise InvalidInput.at("/name", "a webhook's name may not be a number: triggerWebhook effects name a "
+                                  "webhook by its name or its id")  # fmt: skip
+        unknown = [(i, t) for i, t in enumerate(effect_types or []) if t not in RECEIVABLE]
+        if unknown:
+            known = ", ".join(sorted(RECEIVABLE))
+            raise InvalidInput("Unknown effect types", [
+                Problem("Unknown effect type", f"'{t}' is not an effect type; one of {known}", f"/effectTypes/{i}")
+                for i, t in unknown
+            ])  # fmt: skip
         if name is not None and name in {w.name for w in self.all()}:
             raise InvalidInput.at("/name", f"a webhook named '{name}' exists already")
         secrets = self._secrets()

@@ -152,3 +152,27 @@ def test_the_feed_lists_the_reminder_with_its_cause(
     assert [(e["effectType"], e["position"]) for e in found] == [
         ("showNotification", delivery.body["position"])
     ]
+
+
+def test_a_rule_naming_a_webhook_that_is_not_registered_is_refused(server: Server) -> None:
+    name = new_id("crm")
+    rule = {"name": f"hook {name}", "trigger": ["talon_session_closed"],
+            "effects": [{"effectType": "showNotification", "props": {"notificationType": "Info", "title": "t", "body": "b"}},
+                        {"effectType": "triggerWebhook", "props": {"webhook": name}}]}  # fmt: skip
+    refused = httpx.post(f"{server.url}/v1/rules", json=rule, headers=HEADERS)
+    assert refused.status_code == 400, refused.text
+    assert [e["source"]["pointer"] for e in refused.json()["errors"]] == ["/effects/1/props/webhook"]
+    registered = httpx.post(f"{server.url}/v1/webhooks", headers=HEADERS,
+                            json={"url": "http://127.0.0.1:9/", "secret": SECRET, "name": name})  # fmt: skip
+    assert registered.status_code == 201, registered.text
+    rule["enabled"] = False  # accepted now; disabled: it must not fire on other tests' sessions
+    assert httpx.post(f"{server.url}/v1/rules", json=rule, headers=HEADERS).status_code == 201
+    httpx.delete(f"{server.url}/v1/webhooks/{registered.json()['id']}", headers=HEADERS)
+
+
+def test_a_webhook_named_like_an_id_or_asking_for_unknown_effects_is_refused(server: Server) -> None:
+    for body, pointer in [({"name": "7"}, "/name"), ({"effectTypes": ["setDiscount", "bogus"]}, "/effectTypes/1")]:
+        answer = httpx.post(f"{server.url}/v1/webhooks", headers=HEADERS,
+                            json={"url": "http://127.0.0.1:9/", "secret": SECRET, **body})  # fmt: skip
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"][0]["source"]["pointer"] == pointer

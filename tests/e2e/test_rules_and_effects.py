@@ -282,3 +282,14 @@ def test_a_session_created_closed_answers_each_rule_once(
     closed = close(integration, sid, pid, [talon_one.CartItem(sku="shoe", price=60, quantity=1)], "closed")
     assert effect_types(closed) == ["addLoyaltyPoints", "setDiscount"]
     assert closed.loyalty.programs["1"].ledger.current_balance == 120
+
+
+def test_revising_a_disabled_rule_without_enabled_leaves_it_disabled(server: Server) -> None:
+    headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    rule = {"name": "quiet", "trigger": ["talon_session_closed"], "effects": []}
+    created = create_rule(server, {**rule, "enabled": False})
+    revised = httpx.put(f"{server.url}/v1/rules/{created['id']}", json={**rule, "name": "quiet v2"}, headers=headers)
+    assert revised.status_code == 200 and revised.json()["enabled"] is False
+    enabled = httpx.put(f"{server.url}/v1/rules/{created['id']}", json={**rule, "enabled": True}, headers=headers)
+    assert enabled.json()["enabled"] is True
+    httpx.post(f"{server.url}/v1/rules/{created['id']}/disable", headers=headers)

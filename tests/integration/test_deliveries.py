@@ -30,25 +30,29 @@ SECRET = "a-test-secret-of-some-length"
 
 @pytest.fixture
 def visit(rulestream: Rulestream) -> str:
-    """A custom event type ``visit_<tag>`` (attribute ``n``) and rules: each visit shows a notification and sets a
-    discount; the third triggers the webhook named ``crm-<tag>``."""
+    """A custom event type ``visit_<tag>`` (attribute ``n``) and a rule: each visit shows a notification and sets
+    a discount (``crm_rule`` adds one that triggers a webhook on the third)."""
     name = f"visit_{uuid.uuid4().hex[:6]}"
     rulestream.create_attribute("Event", "n", "number", event_type=name)
-    book = RuleBook(rulestream)
-    book.create(
+    RuleBook(rulestream).create(
         {"name": f"hello {name}", "trigger": [name],
          "effects": [{"effectType": "showNotification",
                       "props": {"notificationType": "Info", "title": "Hi", "body": "visit"}},
                      {"effectType": "setDiscount", "props": {"name": "d", "value": {"attr": "event.attributes.n"}}}]},
         "test",
     )  # fmt: skip
-    book.create(
-        {"name": f"crm {name}", "trigger": [name],
+    return name
+
+
+def crm_rule(rulestream: Rulestream, visit: str) -> None:
+    """The third visit triggers the webhook named ``crm-<visit>`` (registered first: a rule naming a webhook that
+    does not exist is refused)."""
+    RuleBook(rulestream).create(
+        {"name": f"crm {visit}", "trigger": [visit],
          "condition": {"attr": "event.attributes.n", "op": "eq", "value": 3},
-         "effects": [{"effectType": "triggerWebhook", "props": {"webhook": f"crm-{name}", "payload": {"n": 3}}}]},
+         "effects": [{"effectType": "triggerWebhook", "props": {"webhook": f"crm-{visit}", "payload": {"n": 3}}}]},
         "test",
     )  # fmt: skip
-    return name
 
 
 @pytest.fixture
@@ -82,6 +86,7 @@ def test_receivers_get_the_effects_they_asked_for_signed_and_in_order(
     crm_receiver = Receiver.start()
     try:
         book.register(crm_receiver.url, ["setDiscount"], SECRET, f"crm-{visit}", "test")
+        crm_rule(rulestream, visit)
         profile = visits(rulestream, visit)
         deliveries = Deliveries(rulestream, FakeClock(datetime.now(UTC)), sender=False)
         catch_up(rulestream, deliveries)
@@ -162,6 +167,8 @@ def test_after_the_last_attempt_a_delivery_is_a_dead_letter_until_retried(
 
 
 def test_the_feed_pages_every_effect_in_log_order_with_its_cause(rulestream: Rulestream, visit: str) -> None:
+    WebhookBook(rulestream, WebhookSecrets(rulestream)).register("http://127.0.0.1:9/", None, SECRET, f"crm-{visit}", "t")
+    crm_rule(rulestream, visit)
     profile = visits(rulestream, visit)
     FollowerRunner(rulestream, RulePolicy(rulestream)).run_until_caught_up()
     seen, after = [], 0
