@@ -293,3 +293,30 @@ def test_revising_a_disabled_rule_without_enabled_leaves_it_disabled(server: Ser
     enabled = httpx.put(f"{server.url}/v1/rules/{created['id']}", json={**rule, "enabled": True}, headers=headers)
     assert enabled.json()["enabled"] is True
     httpx.post(f"{server.url}/v1/rules/{created['id']}/disable", headers=headers)
+
+
+def test_response_content_brings_triggered_campaigns_returns_and_empty_coupons(
+    integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    sid, pid = new_id("s"), new_id("p")
+    items = [talon_one.CartItem(sku="shoe", price=30, quantity=2), talon_one.CartItem(sku="sock", price=5, quantity=4)]
+    wanted = ["customerSession", "triggeredCampaigns", "coupons", "awardedGiveaways", "previousReturns"]
+    closed = integration.update_customer_session_v2(sid, talon_one.IntegrationRequest(
+        customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed", cart_items=items,
+                                                        attributes={"suite": SUITE}),
+        response_content=wanted))  # fmt: skip
+    campaigns = {c.id: c for c in closed.triggered_campaigns}
+    assert set(campaigns) == {big_spender_rules["points"], big_spender_rules["discount"]}
+    assert campaigns[big_spender_rules["points"]].features == ["loyalty"]
+    points = campaigns[big_spender_rules["points"]]
+    assert points.active_ruleset_id == 1 and points.state == "enabled"
+    assert closed.coupons == [] and closed.awarded_giveaways == [] and closed.previous_returns == []
+
+    request = talon_one.ReturnIntegrationRequest.from_dict(
+        {"return": {"returnedCartItems": [{"position": 1, "quantity": 1}]}, "responseContent": ["previousReturns"]})
+    first = integration.return_cart_items(sid, request)
+    assert first.var_return.returned_cart_items[0].position == 1 and first.var_return.session_integration_id == sid
+    assert first.previous_returns == []
+    second = integration.return_cart_items(sid, request)
+    assert [r.event_id for r in second.previous_returns] == [first.var_return.event_id]
+    assert second.var_return.event_id > first.var_return.event_id

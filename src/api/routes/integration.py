@@ -11,6 +11,7 @@ from api.deps import ApplicationDep, CorrelationId, EffectsDep, IntegrationKey, 
 from api.direct import DirectRoute
 from api.effects import Effects
 from api.wire import talon
+from api.wire.content import extras
 from api.wire.integration import (
     CustomerProfileIntegrationRequest,
     IntegrationEventRequest,
@@ -18,7 +19,7 @@ from api.wire.integration import (
     ReturnIntegrationRequest,
 )
 from api.wire.json import FastJSONResponse
-from domain.application import Outcome
+from domain.application import Outcome, Rulestream
 from domain.base import recording
 from domain.session import ReturnedItem
 
@@ -70,6 +71,7 @@ def _state(
     with_session: bool,
     event: dict[str, Any] | None = None,
     loyalty: LoyaltyDep | None = None,
+    app: Rulestream | None = None,
 ) -> FastJSONResponse:
     """The Talon.One integration state, with the effects; ``Rulestream-Effects: pending`` if they came late."""
     wanted = set(content or ())
@@ -87,6 +89,8 @@ def _state(
         else None,
         rule_failure_reasons=effects.failures if "ruleFailureReasons" in wanted else None,
     )
+    if app is not None:
+        body.update(extras(app, outcome, effects.effects, wanted))
     headers = {"Rulestream-Effects": "pending"} if effects.pending else None
     return FastJSONResponse(body, headers=headers)
 
@@ -110,7 +114,7 @@ def update_customer_session(
         outcome = app.update_session(
             customer_session_id, body.customer_session.changes(), body.customer_session.state, dry=dry
         )
-    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty)
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
 @router.get("/v2/customer_sessions/{customerSessionId}", summary="Get customer session")
@@ -138,7 +142,7 @@ def return_cart_items(
     items = [ReturnedItem(i.position, i.quantity, i.sku) for i in body.return_.returned_cart_items]
     with recording(correlationId=correlation_id, keyName=key.name):
         outcome = app.return_items(customer_session_id, items, dry=dry)
-    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty)
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
 @router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
@@ -177,7 +181,7 @@ def update_customer_profile(
         outcome = app.update_profile(
             integration_id, body.attributes or {}, run_rule_engine=run_rule_engine, dry=dry and run_rule_engine
         )
-    return _state(outcome, effects.of(outcome), body.response_content, with_session=False, loyalty=loyalty)
+    return _state(outcome, effects.of(outcome), body.response_content, with_session=False, loyalty=loyalty, app=app)
 
 
 @router.post("/v2/events", summary="Track event", responses={204: {"description": "`silent=yes`: no body"}})
@@ -199,5 +203,5 @@ def track_event(
         return Response(status_code=204)
     event = _custom_event(outcome, body.type)
     found = effects.of(outcome)
-    return _state(outcome, found, body.response_content, with_session=False, event=event, loyalty=loyalty)
+    return _state(outcome, found, body.response_content, with_session=False, event=event, loyalty=loyalty, app=app)
 
