@@ -2,8 +2,10 @@
 
 Keys are scoped to the caller's credentials and kept for 48 hours. A request holding a key takes a PostgreSQL
 advisory lock on it for its duration, so concurrent requests with one key run one at a time: the first records,
-the others answer what it stored. The same key with a different body (or method or path) answers 409. Responses
-of 500 and above are not stored: the client may try again.
+the others answer what it stored. The same key with a different body (or method or path) answers 409; bodies are
+compared as JSON (key order and white space do not matter, as a client that serialises again would expect). Only
+successful responses are stored: a refused request (4xx) recorded nothing, so the client may correct it and send
+it again under the same key, and a failed one (5xx) may simply be tried again.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class IdempotencyMiddleware:
         credentials = headers.get(b"authorization", b"") + b"|" + headers.get(b"apikey", b"")
         request_scope = hashlib.sha256(credentials).hexdigest()
         fingerprint = hashlib.sha256(
-            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
+            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""),
+                        _canonical(body)])  # fmt: skip
         ).hexdigest()
         await run_in_threadpool(self._setup)
         # Requests of this process wait here, without holding a database connection; the advisory lock below
@@ -110,7 +113,7 @@ class IdempotencyMiddleware:
                         await _send(send, stored["status"], bytes(stored["body"]), replay)
                     return
                 captured = await _capture(self.app, scope, body, send)
-                if captured is not None and captured[0] < 500:
+                if captured is not None and captured[0] < 400:
                     status, response_headers, response_body = captured
                     await run_in_threadpool(
                         conn.execute,
@@ -123,6 +126,14 @@ class IdempotencyMiddleware:
                 await run_in_threadpool(conn.execute, "SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock))
         finally:
             await run_in_threadpool(conn_cm.__exit__, None, None, None)
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body as one text for its meaning (keys sorted, no white space); any other body as it is."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, TypeError):
+        return body
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -44,3 +44,24 @@ def test_an_overlong_key_is_refused(server: Server) -> None:
         headers={**HEADERS, "Idempotency-Key": "k" * 256},
     )  # fmt: skip
     assert response.status_code == 400
+
+
+def test_the_same_body_serialised_otherwise_is_the_same_request(server: Server) -> None:
+    sid, key = f"s-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    url, headers = f"{server.url}/v2/customer_sessions/{sid}", {**HEADERS, "Idempotency-Key": key,
+                                                                "content-type": "application/json"}  # fmt: skip
+    first = httpx.put(url, content=b'{"customerSession": {"profileId": "a", "state": "open"}}', headers=headers)
+    again = httpx.put(url, content=b'{ "customerSession" :{"state":"open",\n "profileId":"a"} }', headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+
+
+def test_a_refused_request_may_be_corrected_and_sent_again_under_its_key(server: Server) -> None:
+    sid, key = f"s-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    url, headers = f"{server.url}/v2/customer_sessions/{sid}", {**HEADERS, "Idempotency-Key": key}
+    wrong = {"customerSession": {"cartItems": [{"sku": "a", "price": 1, "quantity": 0}]}}
+    assert httpx.put(url, json=wrong, headers=headers).status_code == 400
+    right = {"customerSession": {"cartItems": [{"sku": "a", "price": 1, "quantity": 1}]}}
+    corrected = httpx.put(url, json=right, headers=headers)
+    assert corrected.status_code == 200 and "idempotent-replayed" not in corrected.headers
+    assert httpx.put(url, json=right, headers=headers).headers["idempotent-replayed"] == "true"
