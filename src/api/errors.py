@@ -64,7 +64,11 @@ def validation_problems(exc: RequestValidationError) -> list[Problem]:
         # pydantic puts the names of union members and validators into the location; they are not fields.
         tokens = [t for t in path if not (isinstance(t, str) and ("[" in t or t.startswith("function-")))]
         message = str(err.get("msg", "invalid value"))
-        if where == "body":
+        if err.get("type") == "json_invalid":  # its location is a character offset, not a field
+            reason = (err.get("ctx") or {}).get("error")
+            details = f"{message}: {reason} at character {tokens[0]}" if reason and tokens else message
+            problems.append(Problem(title="Invalid JSON", details=details, pointer="/"))
+        elif where == "body":
             ptr = "".join("/" + escape_pointer_token(t) for t in tokens)
             problems.append(Problem(title="Invalid request body", details=message, pointer=ptr or "/"))
         else:

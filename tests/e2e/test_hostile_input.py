@@ -133,3 +133,12 @@ def test_listing_parameters_past_what_a_query_takes_are_400(server: Server) -> N
         response = httpx.get(f"{server.url}{path}", params=params, headers=MANAGEMENT, timeout=30)
         assert response.status_code == 400, (path, params, response.text[:300])
         assert response.json()["errors"][0]["source"]["parameter"] in params
+
+
+def test_a_body_that_is_not_json_is_400_at_the_root(server: Server) -> None:
+    response = httpx.put(f"{server.url}/v2/customer_sessions/x", content=b'{"customerSession": {',
+                         headers={**HEADERS, "content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["title"] == "Invalid JSON" and error["source"] == {"pointer": "/"}
+    assert "character" in error["details"]
