@@ -26,8 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import psycopg
 import uvicorn
+from eventsourcing.persistence import PersistenceError as StoreError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api import audit_cli, embedded, gc_tuning, projections_cli
@@ -222,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as error:
         console.print(f"[red]error:[/] {error.message}")
         return 2
+    except (psycopg.Error, StoreError) as error:  # no traceback for a database that is away or a URL that is wrong
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        console.print(f"[red]error:[/] the database: {escape(reason)}", soft_wrap=True, highlight=False)
+        return 1
     except KeyboardInterrupt:
         return 0
 

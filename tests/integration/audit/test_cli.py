@@ -77,3 +77,12 @@ def test_verify_reports_the_altered_event_by_stream_and_version(
 
     assert done.returncode == 1
     assert f"stream {stream} version 1" in done.stderr.replace("\n", " ")
+
+
+def test_a_database_that_is_away_or_a_wrong_url_is_one_line_not_a_traceback() -> None:
+    for url, args in [("postgresql://postgres@127.0.0.1:1/nowhere", ("keys", "list")),
+                      ("postgresql://postgres@127.0.0.1:1/nowhere", ("audit", "verify")),
+                      ("not a url", ("db", "url"))]:  # fmt: skip
+        done = rulestream(url, *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith("error: the database: ") and "Traceback" not in done.stderr, done.stderr
