@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from domain.base import Stream
-from domain.errors import InvalidInput, InvalidTransition, pointer
+from domain.errors import InvalidInput, InvalidTransition, Problem, pointer
 
 OPEN, CLOSED, CANCELLED, PARTIALLY_RETURNED = "open", "closed", "cancelled", "partially_returned"
 STATES = (OPEN, CLOSED, CANCELLED, PARTIALLY_RETURNED)
@@ -217,7 +217,7 @@ class CustomerSession(Stream):
     def return_items(self, items: Sequence[ReturnedItem]) -> None:
         """Give back some units of some lines; the session becomes ``partially_returned``."""
         if self.state not in (CLOSED, PARTIALLY_RETURNED):
-            raise _transition(self.state, PARTIALLY_RETURNED)
+            raise _transition(self.state, PARTIALLY_RETURNED, "/return")
         if not items:
             raise InvalidInput.at("/return/returnedCartItems", "at least one cart item must be returned")
         pending: dict[int, int] = {}
@@ -251,7 +251,8 @@ class CustomerSession(Stream):
         raise InvalidInput.at(at + "/sku", f"no cart item '{item.sku}' left to return")
 
     def reopen(self) -> None:
-        self._require(CLOSED, OPEN)
+        if self.state != CLOSED:
+            raise _transition(self.state, OPEN, None)
         self.trigger_event(self.Reopened)
 
     def track(self, event_type: str, attributes: Mapping[str, Any], profile_id: str | None) -> None:
@@ -308,12 +309,11 @@ class CustomerSession(Stream):
         return self.modified_on
 
 
-def _transition(current: str, target: str) -> InvalidTransition:
-    return InvalidTransition.at(
-        "/customerSession/state",
-        f"cannot change the session from '{current}' to '{target}'",
-        title="Invalid state transition",
-    )
+def _transition(current: str, target: str, at: str | None = "/customerSession/state") -> InvalidTransition:
+    """``at``: the field of the request that asked for ``target`` (none for the reopen endpoint's, which has no
+    body)."""
+    message = f"cannot change the session from '{current}' to '{target}'"
+    return InvalidTransition(message, [Problem("Invalid state transition", message, at)])
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:

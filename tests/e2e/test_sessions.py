@@ -141,3 +141,18 @@ def test_parallel_updates_of_one_session_all_succeed(server) -> None:  # type: i
     assert statuses == [200] * 20
     session = httpx.get(url, headers=headers).json()["customerSession"]
     assert session["updateCount"] == 20
+
+
+def test_a_refused_reopen_or_return_points_at_what_the_request_holds(integration: talon_one.IntegrationApi) -> None:
+    import json
+
+    sid = new_id("s")
+    integration.update_customer_session_v2(sid, session_request(new_id("p")))
+    with pytest.raises(ApiException) as reopened:
+        integration.reopen_customer_session(sid)
+    (error,) = json.loads(reopened.value.body)["errors"]
+    assert reopened.value.status == 400 and error["source"] == {} and "'open' to 'open'" in error["details"]
+    returned = talon_one.ReturnIntegrationRequest.from_dict({"return": {"returnedCartItems": [{"position": 0}]}})
+    with pytest.raises(ApiException) as refused:
+        integration.return_cart_items(sid, returned)
+    assert json.loads(refused.value.body)["errors"][0]["source"] == {"pointer": "/return"}
