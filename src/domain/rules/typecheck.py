@@ -172,13 +172,15 @@ class _Checker:
             if not isinstance(value, list) or len(value) != 2:
                 self.refuse((*at, "value"), "between needs [min, max]")
             else:
-                self.value(type_, value[0], (*at, "value", 0))
-                self.value(type_, value[1], (*at, "value", 1))
+                low = self.value(type_, value[0], (*at, "value", 0))
+                high = self.value(type_, value[1], (*at, "value", 1))
+                if low is not None and high is not None and low > high:  # never true: a wrong rule, not a false one
+                    self.refuse((*at, "value"), f"between needs [min, max]: {value[0]} is above {value[1]}")
         elif op in ("in", "notIn"):
             if type_ in LIST_TYPES:
                 self.refuse((*at, "op"), f"{op} applies to single values, not to {type_}")
-            elif not isinstance(value, list):
-                self.refuse((*at, "value"), f"{op} needs a list of values")
+            elif not isinstance(value, list) or not value:
+                self.refuse((*at, "value"), f"{op} needs a non-empty list of values")
             else:
                 for i, item in enumerate(value):
                     self.value(type_, item, (*at, "value", i))
@@ -195,11 +197,13 @@ class _Checker:
         else:
             self.value(type_, value, (*at, "value"))
 
-    def value(self, type_: str, value: Any, at: Ptr) -> None:
+    def value(self, type_: str, value: Any, at: Ptr) -> Any:
+        """``value`` normalised for ``type_`` (None, with the problem kept, when it does not fit)."""
         try:
-            normalize(type_, value, pointer(*at))
+            return normalize(type_, value, pointer(*at))
         except AttributeInvalid as error:
             self.problems.extend(Problem(_TITLE, p.details, p.pointer) for p in error.problems)
+            return None
 
     def number(self, expr: NumExpr, at: Ptr) -> None:
         match expr:
