@@ -54,6 +54,10 @@ class Effects:
     effects: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     pending: bool = False
+    booked: Decimal = Decimal(0)
+    """A dry run's points that would be credited to the profile (its ``loyalty`` answers as if they were)."""
+    pending_points: Decimal = Decimal(0)
+    """A dry run's change of the profile's pending points (a session's points, pending while it is open)."""
 
 
 TOO_BIG = StoredEvent(UUID(int=0), 0, "", b"")
@@ -299,6 +303,8 @@ class EffectsReader:
             state = DryState(cursor)
             rules = self.rules(state)
             ledgers: dict[str, Any] = {}
+            pending_before: dict[str, Decimal] = {}
+            booked = Decimal(0)
             for event in outcome.events:
                 session = outcome.session if isinstance(event, CustomerSession.Event) else None
                 trigger = trigger_of(event, session)
@@ -311,7 +317,8 @@ class EffectsReader:
                 ledger = None
                 if session is not None:
                     ledger = ledgers.get(session.integration_id) or state.session_ledger(session.integration_id)
-                active = state.balance(key)[0] if key else Decimal(0)
+                    pending_before.setdefault(session.integration_id, ledger.pending_points if ledger else Decimal(0))
+                active = (state.balance(key)[0] + booked) if key else Decimal(0)
                 evaluated: Result = evaluate(
                     rules, trigger, position=None, session=session, profile=profile,
                     balance=active, ledger=ledger, state=state,
@@ -319,7 +326,10 @@ class EffectsReader:
                 if session is not None and evaluated.settlement.ledger is not None:
                     ledgers[session.integration_id] = evaluated.settlement.ledger
                 each.append((evaluated.effects, evaluated.failure_reasons()))
-        return Effects(*answered(each))
+                booked += sum((e.amount for e in evaluated.settlement.entries if e.profile_id == key), Decimal(0))
+        pending = sum((ledgers[s].pending_points - before for s, before in pending_before.items() if s in ledgers),
+                      Decimal(0))  # fmt: skip
+        return Effects(*answered(each), booked=booked, pending_points=pending)
 
 
 class DryState(PolicyState):

@@ -35,9 +35,13 @@ class LoyaltyReader:
         found = self._read(lambda state: state.balance(profile_id))
         return found if found is not None else (Decimal(0), Decimal(0))
 
-    def of(self, profile_id: str) -> dict[str, Any]:
-        """Talon.One's ``Loyalty``: the profile's ledger in the one built-in program."""
+    def of(
+        self, profile_id: str, *, booked: Decimal = Decimal(0), pending_change: Decimal = Decimal(0)
+    ) -> dict[str, Any]:
+        """Talon.One's ``Loyalty``: the profile's ledger in the one built-in program (for a dry run, as if its
+        ``booked`` points were credited and its pending points changed by ``pending_change``)."""
         active, pending = self.balance(profile_id)
+        active, pending = active + booked, pending + pending_change
         ledger = {
             "currentBalance": active,
             "pendingBalance": pending,

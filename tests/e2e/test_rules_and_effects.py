@@ -135,11 +135,13 @@ def test_a_dry_run_answers_the_effects_and_records_nothing(
         talon_one.IntegrationRequest(
             customer_session=talon_one.NewCustomerSessionV2(
                 profile_id=pid, state="closed", cart_items=items, attributes={"suite": SUITE}
-            )
+            ),
+            response_content=["loyalty"],
         ),
         dry=True,
     )
     assert "addLoyaltyPoints" in effect_types(dry)
+    assert dry.loyalty.programs["1"].ledger.current_balance == 200  # as if it had happened
     assert integration.get_loyalty_balances(1, pid).balance.active_points == 0
 
 

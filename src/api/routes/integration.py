@@ -84,7 +84,7 @@ def _state(
         if "customerProfile" in wanted and outcome.profile
         else None,
         event=(event or _built_in_event(outcome, effects)) if "event" in wanted else None,
-        loyalty=loyalty.of(outcome.profile.integration_id)
+        loyalty=loyalty.of(outcome.profile.integration_id, booked=effects.booked, pending_change=effects.pending_points)
         if loyalty is not None and "loyalty" in wanted and outcome.profile
         else None,
         rule_failure_reasons=effects.failures if "ruleFailureReasons" in wanted else None,
