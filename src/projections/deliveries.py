@@ -348,17 +348,30 @@ class Deliveries(Follower):
 # -- reading deliveries (the API) -----------------------------------------------------------------------
 
 
+def deliveries_count(app: Rulestream, webhook_id: int) -> int:
+    """How many deliveries a webhook has had (of every status)."""
+    datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn, conn.cursor() as cursor:
+        try:
+            cursor.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = %s", (webhook_id,))
+        except psycopg.errors.UndefinedTable:
+            return 0
+        row = cursor.fetchone()
+        return int(row["n"]) if row else 0
+
+
 def deliveries_of(
-    app: Rulestream, webhook_id: int, limit: int, delivery_id: int | None = None
+    app: Rulestream, webhook_id: int, limit: int, delivery_id: int | None = None, *, before: int | None = None
 ) -> list[dict[str, Any]]:
-    """The latest deliveries to a webhook (or the one ``delivery_id``), newest first, each with its attempts."""
+    """The latest deliveries to a webhook (or the one ``delivery_id``; or those older than ``before``), newest
+    first, each with its attempts."""
     datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
     with datastore.get_connection() as conn, conn.cursor() as cursor:
         try:
             cursor.execute(
                 "SELECT * FROM webhook_deliveries WHERE webhook_id = %s AND delivery_id = coalesce(%s, delivery_id) "
-                "ORDER BY delivery_id DESC LIMIT %s",
-                (webhook_id, delivery_id, limit),
+                "AND delivery_id < coalesce(%s, 9223372036854775807) ORDER BY delivery_id DESC LIMIT %s",
+                (webhook_id, delivery_id, before, limit),
             )
         except psycopg.errors.UndefinedTable:
             return []  # the deliveries follower has not started yet

@@ -124,6 +124,12 @@ def test_a_receiver_failing_three_times_gets_each_reminder_once_in_order(
     mine = sorted((d for d in listed if d["cause"]["profileId"] == pid), key=lambda d: d["id"])
     assert [(d["status"], d["attempts"]) for d in mine] == [("delivered", 4), ("delivered", 1)]
     assert [a["status"] for a in mine[0]["history"]] == [503, 503, 503, 204]
+    first_page = httpx.get(f"{server.url}/v1/webhooks/{webhook_id}/deliveries", params={"limit": 1},
+                           headers=HEADERS).json()  # fmt: skip
+    assert first_page["totalResultSize"] == len(listed) and first_page["hasMore"] is (len(listed) > 1)
+    older = httpx.get(f"{server.url}/v1/webhooks/{webhook_id}/deliveries", headers=HEADERS,
+                      params={"limit": 1000, "before": first_page["data"][0]["id"]}).json()["data"]  # fmt: skip
+    assert [d["id"] for d in first_page["data"] + older] == [d["id"] for d in listed]
 
     retried = httpx.post(
         f"{server.url}/v1/webhooks/{webhook_id}/deliveries/{mine[1]['id']}/retry", headers=HEADERS

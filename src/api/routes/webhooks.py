@@ -18,7 +18,7 @@ from api.wire.json import FastJSONResponse
 from domain.base import recording
 from domain.errors import NotFound
 from domain.webhooks import Webhook, WebhookBook
-from projections.deliveries import deliveries_of
+from projections.deliveries import deliveries_count, deliveries_of
 from projections.feed import effects_after
 from projections.webhook_secrets import WebhookSecrets
 
@@ -85,12 +85,18 @@ def remove_webhook(
 def list_deliveries(
     webhook_id: WebhookId, app: ApplicationDep, _: ManagementKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Only deliveries older than this id: "
+                                        "the last id of a page, for the next page")] = None,
 ) -> Any:  # fmt: skip
     """Each delivery, newest first: the effect and its cause, status (``pending``, ``delivered``, ``dead``,
-    ``cancelled``), attempts, last HTTP status or error, next try, and every attempt."""
+    ``cancelled``), attempts, last HTTP status or error, next try, and every attempt. ``totalResultSize`` counts
+    every delivery of the webhook; while ``hasMore``, pass the page's last ``id`` as ``before``."""
     WebhookBook(app).get(webhook_id)
-    data = deliveries_of(app, webhook_id, limit)
-    return FastJSONResponse({"totalResultSize": len(data), "data": data})
+    data = deliveries_of(app, webhook_id, limit + 1, before=before)
+    page = data[:limit]
+    return FastJSONResponse(
+        {"totalResultSize": deliveries_count(app, webhook_id), "hasMore": len(data) > limit, "data": page}
+    )
 
 
 @router.post("/v1/webhooks/{id}/deliveries/{deliveryId}/retry", status_code=202, summary="Retry a delivery")
