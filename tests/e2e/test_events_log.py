@@ -134,3 +134,12 @@ def test_bad_query_parameters_are_400_not_500(server: Server) -> None:
         assert httpx.get(url, headers=AUTH, params=params).status_code == 400, params
     assert httpx.get(f"{server.url}/v1/applications/2/events/no_total", headers=AUTH).status_code == 404
     assert httpx.post(f"{server.url}/v1/projections/nothing/rebuild", headers=AUTH).status_code == 404
+
+
+def test_a_read_model_404_carries_its_checkpoint(server: Server) -> None:
+    headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    for path in ["/v1/applications/1/sessions/no-such-session", "/v1/applications/1/customers/no-such-customer",
+                 "/v1/applications/1/customers/no-such-customer/ledger"]:  # fmt: skip
+        missing = httpx.get(f"{server.url}{path}", headers=headers)
+        assert missing.status_code == 404 and int(missing.headers["Rulestream-Checkpoint"]) >= 0, path
+        assert missing.json()["errors"][0]["title"] == "Not found"

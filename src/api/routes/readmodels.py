@@ -16,12 +16,13 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import ApplicationDep, AuditorKey, ManagementKey
+from api.errors import respond
 from api.limits import MAX_INT
 from api.wire import readmodels as wire
 from api.wire.json import FastJSONResponse
 from api.wire.talon import APPLICATION_ID
 from domain.application import Rulestream
-from domain.errors import NotFound
+from domain.errors import NotFound, Problem
 from projections import queries, status
 from projections.rebuild import Rebuild
 
@@ -40,6 +41,12 @@ MinPosition = Annotated[
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=queries.MAX_PAGE)]
 Skip = Annotated[int, Query(ge=0, le=MAX_INT)]
 Time = Annotated[str | None, Query(description="RFC 3339 time")]
+
+
+def _missing(message: str, headers: dict[str, str] | None) -> Any:
+    """A read model's 404, with its ``Rulestream-Checkpoint`` (and ``Rulestream-Stale``) like any of its answers:
+    a client tells "not there yet" from "not there"."""
+    return respond(404, message, [Problem(title="Not found", details=message)], headers)
 
 
 def _application(application_id: int) -> None:
@@ -180,7 +187,7 @@ def get_session(
     headers = _read(app, application_id, ["sessions"], min_position)
     row = queries.session(app, session_id)
     if row is None:
-        raise NotFound(f"no customer session '{session_id}'")
+        return _missing(f"no customer session '{session_id}'", headers)
     return FastJSONResponse(wire.application_session(row), headers=headers)
 
 
@@ -198,7 +205,7 @@ def get_customer(
     headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
     row = queries.profile(app, customer_id)
     if row is None:
-        raise NotFound(f"no customer profile '{customer_id}'")
+        return _missing(f"no customer profile '{customer_id}'", headers)
     return FastJSONResponse(wire.application_customer(row), headers=headers)
 
 
@@ -218,7 +225,7 @@ def get_ledger(
     headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
     row = queries.profile(app, customer_id)
     if row is None:
-        raise NotFound(f"no customer profile '{customer_id}'")
+        return _missing(f"no customer profile '{customer_id}'", headers)
     rows = queries.ledger(app, row["integration_id"], page_size + 1, after)
     return FastJSONResponse(
         {"balance": row["balance"] or 0, "hasMore": len(rows) > page_size,
