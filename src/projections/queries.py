@@ -182,13 +182,22 @@ def profile(app: Rulestream, key: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def ledger(app: Rulestream, profile_key: str, limit: int, after: int | None) -> list[dict[str, Any]]:
-    """A profile's loyalty ledger in log order, from the ``after`` cursor (a ledger row's position)."""
-    return fetch(
-        app,
-        "SELECT * FROM rs_loyalty_ledger WHERE profile = %s AND position > %s ORDER BY position, entry LIMIT %s",
-        [profile_key, after or 0, limit],
-    )
+def ledger(app: Rulestream, profile_key: str, limit: int, after: int | None) -> tuple[list[dict[str, Any]], bool]:
+    """A page of a profile's loyalty ledger in log order, after the ``after`` cursor (a ledger row's position), and
+    whether more follow. A page ends with every entry of its last position (one evaluation may book several), so
+    the cursor never skips any: it may hold a few more than ``limit``."""
+    statement = "SELECT * FROM rs_loyalty_ledger WHERE profile = %s AND position > %s ORDER BY position, entry LIMIT %s"
+    rows = fetch(app, statement, [profile_key, after or 0, limit + 1])
+    if len(rows) <= limit:
+        return rows, False
+    page, last = rows[:limit], rows[limit - 1]
+    if rows[limit]["position"] == last["position"]:
+        page += fetch(
+            app, "SELECT * FROM rs_loyalty_ledger WHERE profile = %s AND position = %s AND entry > %s ORDER BY entry",
+            [profile_key, last["position"], last["entry"]],
+        )  # fmt: skip
+        return page, bool(fetch(app, statement, [profile_key, last["position"], 1]))
+    return page, True
 
 
 def effects_of(app: Rulestream, position: int) -> list[dict[str, Any]]:

@@ -322,3 +322,29 @@ def test_response_content_brings_triggered_campaigns_returns_and_empty_coupons(
     second = integration.return_cart_items(sid, request)
     assert [r.event_id for r in second.previous_returns] == [first.var_return.event_id]
     assert second.var_return.event_id > first.var_return.event_id
+
+
+def test_the_ledger_pages_without_skipping_entries_of_one_evaluation(
+    server: Server, integration: talon_one.IntegrationApi, big_spender_rules: dict[str, int]
+) -> None:
+    """A close that credits two rules books two entries at one log position: a page never splits them."""
+    create_rule(server, {
+        "name": f"pending on open {uuid.uuid4().hex[:6]}", "trigger": ["talon_session_created"],
+        "condition": {"all": [{"attr": "session.total", "op": "gte", "value": 100},
+                              {"attr": "session.attributes.suite", "op": "eq", "value": SUITE}]},
+        "effects": [{"effectType": "addLoyaltyPoints", "props": {"name": "opened", "value": 1}}],
+    })  # fmt: skip
+    sid, pid = new_id("s"), f"ledger/{new_id('p')}"  # a "/" in the id: every path of the profile takes it
+    items = [talon_one.CartItem(sku="tv", price=120, quantity=1)]
+    close(integration, sid, pid, items, "open")
+    close(integration, sid, pid, items, "closed")
+    headers = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    url = f"{server.url}/v1/applications/1/customers/{pid.replace('/', '%2F')}/ledger"
+    whole = httpx.get(url, headers=headers).json()
+    assert len(whole["data"]) >= 2 and len({e["position"] for e in whole["data"]}) == 1  # (other tests' rules too)
+    first = httpx.get(url, params={"pageSize": 1}, headers=headers).json()
+    assert first["data"] == whole["data"] and first["hasMore"] is False
+    assert first["next"] == whole["data"][-1]["position"]
+    assert integration.get_loyalty_balances(1, pid).balance.active_points == whole["balance"]
+    assert whole["balance"] == sum(e["amount"] for e in whole["data"]) >= 241
+    integration.delete_customer_data(pid)

@@ -156,3 +156,20 @@ def test_a_refused_reopen_or_return_points_at_what_the_request_holds(integration
     with pytest.raises(ApiException) as refused:
         integration.return_cart_items(sid, returned)
     assert json.loads(refused.value.body)["errors"][0]["source"] == {"pointer": "/return"}
+
+
+def test_ids_with_a_slash_work_through_the_sdk(integration: talon_one.IntegrationApi) -> None:
+    sid, pid = f"orders/{new_id('s')}/cart", f"team/{new_id('p')}"
+    created = integration.update_customer_session_v2(sid, session_request(pid, state="closed"))
+    assert created.customer_session.integration_id == sid and created.customer_session.profile_id == pid
+    assert integration.get_customer_session(sid).customer_session.state == "closed"
+    returned = integration.return_cart_items(sid, talon_one.ReturnIntegrationRequest.from_dict(
+        {"return": {"returnedCartItems": [{"position": 0, "quantity": 1}]}}))  # fmt: skip
+    assert returned.customer_session.state == "partially_returned"
+    reopen_target = f"orders/{new_id('s')}/2"
+    integration.update_customer_session_v2(reopen_target, session_request(pid, state="closed"))
+    assert integration.reopen_customer_session(reopen_target).effects == []
+    assert integration.get_customer_session(reopen_target).customer_session.state == "open"
+    profile = integration.update_customer_profile_v2(pid, talon_one.CustomerProfileIntegrationRequestV2(
+        response_content=["customerProfile"]), run_rule_engine=True)  # fmt: skip
+    assert profile.customer_profile.integration_id == pid

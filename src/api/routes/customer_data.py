@@ -15,7 +15,7 @@ router = APIRouter(tags=["Integration API"])
 ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)]
 
 
-@router.delete("/v1/customer_data/{integrationId}", status_code=204, response_class=Response)
+@router.delete("/v1/customer_data/{integrationId:path}", status_code=204, response_class=Response)
 def delete_customer_data(
     integration_id: ProfileId, app: ApplicationDep, key: IntegrationKey, correlation: CorrelationId
 ) -> Response:

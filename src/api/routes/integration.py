@@ -95,7 +95,25 @@ def _state(
     return FastJSONResponse(body, headers=headers)
 
 
-@router.put("/v2/customer_sessions/{customerSessionId}", summary="Update customer session")
+# Ids may hold "/" (the SDK sends it as %2F, which the server decodes before routing): the ids are ``path``
+# parameters, and the reopen route comes before the update's, which would otherwise take ".../{id}/reopen".
+@router.put("/v2/customer_sessions/{customerSessionId:path}/reopen", summary="Reopen customer session")
+def reopen_customer_session(
+    customer_session_id: SessionId,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    effects: EffectsDep,
+) -> Any:
+    """Reopen a closed session: its discounts and credited points are rolled back, and it can change again."""
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.reopen_session(customer_session_id)
+    found = effects.of(outcome)
+    headers = {"Rulestream-Effects": "pending"} if found.pending else None
+    return FastJSONResponse({"effects": found.effects}, headers=headers)
+
+
+@router.put("/v2/customer_sessions/{customerSessionId:path}", summary="Update customer session")
 def update_customer_session(
     customer_session_id: SessionId,
     body: IntegrationRequest,
@@ -117,7 +135,7 @@ def update_customer_session(
     return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
-@router.get("/v2/customer_sessions/{customerSessionId}", summary="Get customer session")
+@router.get("/v2/customer_sessions/{customerSessionId:path}", summary="Get customer session")
 def get_customer_session(
     customer_session_id: SessionId, app: ApplicationDep, _: IntegrationKey, loyalty: LoyaltyDep
 ) -> Any:
@@ -127,7 +145,7 @@ def get_customer_session(
     return FastJSONResponse({"customerSession": talon.customer_session(session), "effects": current})
 
 
-@router.post("/v2/customer_sessions/{customerSessionId}/returns", summary="Return cart items")
+@router.post("/v2/customer_sessions/{customerSessionId:path}/returns", summary="Return cart items")
 def return_cart_items(
     customer_session_id: SessionId,
     body: ReturnIntegrationRequest,
@@ -145,23 +163,7 @@ def return_cart_items(
     return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
-@router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
-def reopen_customer_session(
-    customer_session_id: SessionId,
-    app: ApplicationDep,
-    key: IntegrationKey,
-    correlation_id: CorrelationId,
-    effects: EffectsDep,
-) -> Any:
-    """Reopen a closed session: its discounts and credited points are rolled back, and it can change again."""
-    with recording(correlationId=correlation_id, keyName=key.name):
-        outcome = app.reopen_session(customer_session_id)
-    found = effects.of(outcome)
-    headers = {"Rulestream-Effects": "pending"} if found.pending else None
-    return FastJSONResponse({"effects": found.effects}, headers=headers)
-
-
-@router.put("/v2/customer_profiles/{integrationId}", summary="Update customer profile")
+@router.put("/v2/customer_profiles/{integrationId:path}", summary="Update customer profile")
 def update_customer_profile(
     integration_id: ProfileId,
     body: CustomerProfileIntegrationRequest,

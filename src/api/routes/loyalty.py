@@ -14,7 +14,9 @@ from domain.errors import NotFound
 router = APIRouter(tags=["Loyalty"], default_response_class=FastJSONResponse)
 
 
-@router.get("/v1/loyalty_programs/{loyaltyProgramId}/profile/{integrationId}/balances", summary="Get loyalty balances")
+@router.get(
+    "/v1/loyalty_programs/{loyaltyProgramId}/profile/{integrationId:path}/balances", summary="Get loyalty balances"
+)
 def get_loyalty_balances(
     loyalty_program_id: Annotated[int, Path(alias="loyaltyProgramId")],
     integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],

@@ -174,7 +174,7 @@ def list_sessions(
 
 
 @router.get(
-    "/v1/applications/{applicationId}/sessions/{sessionId}",
+    "/v1/applications/{applicationId}/sessions/{sessionId:path}",
     tags=["Customer data"],
     summary="One customer session",
 )
@@ -192,25 +192,7 @@ def get_session(
 
 
 @router.get(
-    "/v1/applications/{applicationId}/customers/{customerId}",
-    tags=["Customer data"],
-    summary="One customer profile, with its loyalty balance",
-)
-def get_customer(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
-    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id")],
-    min_position: MinPosition = None,
-) -> Any:  # fmt: skip
-    """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
-    headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
-    row = queries.profile(app, customer_id)
-    if row is None:
-        return _missing(f"no customer profile '{customer_id}'", headers)
-    return FastJSONResponse(wire.application_customer(row), headers=headers)
-
-
-@router.get(
-    "/v1/applications/{applicationId}/customers/{customerId}/ledger",
+    "/v1/applications/{applicationId}/customers/{customerId:path}/ledger",
     tags=["Customer data"],
     summary="A customer's loyalty ledger",
 )
@@ -226,12 +208,30 @@ def get_ledger(
     row = queries.profile(app, customer_id)
     if row is None:
         return _missing(f"no customer profile '{customer_id}'", headers)
-    rows = queries.ledger(app, row["integration_id"], page_size + 1, after)
+    rows, more = queries.ledger(app, row["integration_id"], page_size, after)
     return FastJSONResponse(
-        {"balance": row["balance"] or 0, "hasMore": len(rows) > page_size,
-         "data": [wire.ledger_entry(r) for r in rows[:page_size]]},
+        {"balance": row["balance"] or 0, "hasMore": more, "next": rows[-1]["position"] if rows else after,
+         "data": [wire.ledger_entry(r) for r in rows]},
         headers=headers,
     )  # fmt: skip
+
+
+@router.get(
+    "/v1/applications/{applicationId}/customers/{customerId:path}",
+    tags=["Customer data"],
+    summary="One customer profile, with its loyalty balance",
+)
+def get_customer(
+    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id")],
+    min_position: MinPosition = None,
+) -> Any:  # fmt: skip
+    """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
+    headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
+    row = queries.profile(app, customer_id)
+    if row is None:
+        return _missing(f"no customer profile '{customer_id}'", headers)
+    return FastJSONResponse(wire.application_customer(row), headers=headers)
 
 
 @router.get(
