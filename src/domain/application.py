@@ -134,6 +134,8 @@ class Rulestream(CatalogService, Application[UUID]):
             else:
                 session = self._get(session_id(integration_id), CustomerSession)
             counted = session.total if session is not None and session.counts_as_sale else None
+            if named and session is not None and session.state != OPEN and named != session.profile_id:
+                named = None  # content sent to a session no longer open is ignored: it stays its profile's
             profile_key = named or (session.profile_id if session else None)
             profile = self._profile_for(profile_key, known if named else MISSING)
             if session is None:

@@ -173,3 +173,13 @@ def test_ids_with_a_slash_work_through_the_sdk(integration: talon_one.Integratio
     profile = integration.update_customer_profile_v2(pid, talon_one.CustomerProfileIntegrationRequestV2(
         response_content=["customerProfile"]), run_rule_engine=True)  # fmt: skip
     assert profile.customer_profile.integration_id == pid
+
+
+def test_a_cancel_naming_another_profile_still_takes_the_sale_from_the_owner(
+    integration: talon_one.IntegrationApi,
+) -> None:
+    owner, other, sid = new_id("p"), new_id("p"), new_id("s")
+    integration.update_customer_session_v2(sid, session_request(owner, state="closed"))
+    revoked = integration.update_customer_session_v2(sid, session_request(other, state="cancelled"))
+    assert revoked.customer_session.profile_id == owner and revoked.customer_profile.integration_id == owner
+    assert (revoked.customer_profile.closed_sessions, revoked.customer_profile.total_sales) == (0, 0)
