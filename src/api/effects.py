@@ -235,6 +235,13 @@ class EffectsReader:
     def stop(self) -> None:
         self.progress.stop()
 
+    def settled(self, head: int, timeout: float) -> int:
+        """The position a read must see for every write up to ``head`` and the rule policy's evaluations of them:
+        the policy's checkpoint once it has passed ``head`` (waiting at most ``timeout``), else ``head``."""
+        if self.progress.checkpoint >= head or self.progress.wait(head, timeout):
+            return max(head, self.progress.checkpoint)
+        return head
+
     def of(self, outcome: Outcome) -> Effects:
         if outcome.dry:
             return self.dry(outcome)

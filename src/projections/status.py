@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.application import Rulestream
@@ -57,15 +57,26 @@ def hurry(app: Rulestream) -> None:
         cursor.execute("SELECT pg_notify(%s, '')", (READERS_CHANNEL,), prepare=True)
 
 
-def wait_for_position(app: Rulestream, names: list[str], position: int | None, timeout: float) -> tuple[int, int]:
+def wait_for_position(
+    app: Rulestream,
+    names: list[str],
+    position: int | None,
+    timeout: float,
+    settle: Callable[[int, float], int] | None = None,
+) -> tuple[int, int]:
     """Wait (at most ``timeout`` seconds) until every projection in ``names`` has applied ``position``.
 
-    ``None`` is the log head as of the call: what every write that has answered recorded. Answers the lowest of
-    the checkpoints, which is below the position when the wait timed out, and the position waited for.
+    ``None`` is the log head as of the call: what every write that has answered recorded, and, with ``settle``
+    (the head and the time left → the position that holds the rule policy's evaluations of it), the effects of
+    those writes too, which a write that did not wait for them (``silent=yes``, the Gameball ingest) has not
+    seen recorded. Answers the lowest of the checkpoints, which is below the position when the wait timed out,
+    and the position waited for.
     """
     deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT_SECONDS)
     reached, head = _reached(app, names, head=position is None)
     target = head if position is None else position
+    if position is None and settle is not None:
+        target = settle(head, max(deadline - time.monotonic(), 0.0))
     if reached >= target:
         return reached, target
     hurry(app)

@@ -10,7 +10,7 @@ import pytest
 import talon_one
 
 from tests.builders import declare
-from tests.conftest import MANAGEMENT_KEY, Server
+from tests.conftest import INTEGRATION_KEY, MANAGEMENT_KEY, Server
 
 
 def new_id(prefix: str) -> str:
@@ -348,3 +348,27 @@ def test_the_ledger_pages_without_skipping_entries_of_one_evaluation(
     assert integration.get_loyalty_balances(1, pid).balance.active_points == whole["balance"]
     assert whole["balance"] == sum(e["amount"] for e in whole["data"]) >= 241
     integration.delete_customer_data(pid)
+
+
+def test_reads_right_after_a_write_that_did_not_wait_for_its_effects_see_them(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    """``silent=yes`` and the Gameball ingest answer without waiting for the rule policy; a read after them still
+    sees the points their rules credited (it waits for the policy, as reads wait for the read models)."""
+    visit = f"visit_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "page", "string", event_type=visit)
+    create_rule(server, {"name": f"five a visit {visit}", "trigger": [visit],
+                         "effects": [{"effectType": "addLoyaltyPoints", "props": {"name": "v", "value": 5}}]})  # fmt: skip
+    manage = {"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}
+    for round_ in range(3):
+        pid = new_id("p")
+        silent = httpx.post(f"{server.url}/v2/events", params={"silent": "yes"}, headers={
+            "Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}, json={"profileId": pid, "type": visit,
+                                                                   "attributes": {"page": "a"}})  # fmt: skip
+        assert silent.status_code == 204
+        assert integration.get_loyalty_balances(1, pid).balance.active_points == 5, round_
+        gameball = httpx.post(f"{server.url}/api/v4.0/integrations/events", headers={"apikey": INTEGRATION_KEY},
+                              json={"customerId": pid, "events": {visit: {"page": "b"}}})  # fmt: skip
+        assert gameball.status_code == 200
+        customer = httpx.get(f"{server.url}/v1/applications/1/customers/{pid}", headers=manage).json()
+        assert customer["loyalty"]["balance"] == 10, (round_, customer)

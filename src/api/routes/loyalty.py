@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from api.deps import IntegrationKey, LoyaltyDep
+from api.deps import ApplicationDep, EffectsDep, IntegrationKey, LoyaltyDep
 from api.wire.json import FastJSONResponse
 from domain.effects import LOYALTY_PROGRAM_ID
 from domain.errors import NotFound
+from projections.status import IMPLICIT_WAIT_SECONDS
 
 router = APIRouter(tags=["Loyalty"], default_response_class=FastJSONResponse)
 
@@ -21,9 +22,14 @@ def get_loyalty_balances(
     loyalty_program_id: Annotated[int, Path(alias="loyaltyProgramId")],
     integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],
     loyalty: LoyaltyDep,
+    effects: EffectsDep,
+    app: ApplicationDep,
     _: IntegrationKey,
 ) -> Any:
-    """The profile's points in the built-in loyalty program (id 1): the fold of its recorded ledger entries."""
+    """The profile's points in the built-in loyalty program (id 1): the fold of its recorded ledger entries,
+    including what the rules made of every write that answered before this read (a ``silent=yes`` event's or a
+    Gameball ingest's points too: the read waits up to 0.5 s for the rule policy to have passed them)."""
     if loyalty_program_id != LOYALTY_PROGRAM_ID:
         raise NotFound(f"no loyalty program {loyalty_program_id}: Rulestream has one, with id {LOYALTY_PROGRAM_ID}")
+    effects.settled(app.recorder.max_notification_id() or 0, IMPLICIT_WAIT_SECONDS)
     return FastJSONResponse(loyalty.balances(integration_id))

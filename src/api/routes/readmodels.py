@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import ApplicationDep, AuditorKey, ManagementKey
+from api.deps import ApplicationDep, AuditorKey, EffectsDep, ManagementKey
+from api.effects import EffectsReader
 from api.errors import respond
 from api.limits import MAX_INT
 from api.wire import readmodels as wire
@@ -55,14 +56,14 @@ def _application(application_id: int) -> None:
 
 
 def _read(
-    app: Rulestream, application_id: int, names: Sequence[str], min_position: int | None
+    app: Rulestream, effects: EffectsReader, application_id: int, names: Sequence[str], min_position: int | None
 ) -> dict[str, str]:
-    """Check the application, make the models exist, wait for ``min_position`` (none: the log head as of now);
-    answer the headers to send."""
+    """Check the application, make the models exist, wait for ``min_position`` (none: the log head as of now and
+    the rule policy's evaluations of it); answer the headers to send."""
     _application(application_id)
     status.ensure(app)
     timeout = status.IMPLICIT_WAIT_SECONDS if min_position is None else status.DEFAULT_WAIT_SECONDS
-    reached, target = status.wait_for_position(app, list(names), min_position, timeout)
+    reached, target = status.wait_for_position(app, list(names), min_position, timeout, effects.settled)
     headers = {"Rulestream-Checkpoint": str(reached)}
     if reached < target:
         headers["Rulestream-Stale"] = "true"
@@ -75,7 +76,7 @@ def _read(
     summary="List the Application's events, with their effects",
 )
 def list_events(
-    app: ApplicationDep,
+    app: ApplicationDep, effects: EffectsDep,
     _: AuditorKey,
     application_id: ApplicationId,
     page_size: PageSize = 1000,
@@ -101,7 +102,7 @@ def list_events(
     (``-created`` pages backwards from ``after``), which pages deep without offset scans. Every filter is
     served by an index.
     """
-    headers = _read(app, application_id, ["events_log"], min_position)
+    headers = _read(app, effects, application_id, ["events_log"], min_position)
     f = queries.EventFilter(
         types=[t.strip() for t in type.split(",") if t.strip()] if type else (),
         created_before=wire.parse_time(created_before, "createdBefore"),
@@ -125,11 +126,11 @@ def list_events(
     summary="The effects one event caused",
 )
 def event_effects(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
     event_id: Annotated[int, Path(alias="eventId", description="The event's id (its log position)")],
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
-    headers = _read(app, application_id, ["effects"], min_position)
+    headers = _read(app, effects, application_id, ["effects"], min_position)
     rows = queries.effects_of(app, event_id)
     data = [wire.effect({"campaignId": r["campaign_id"], "rulesetId": r["ruleset_id"],
                          "ruleIndex": r["rule_index"],
@@ -144,7 +145,7 @@ def event_effects(
     summary="List the Application's customer sessions",
 )
 def list_sessions(
-    app: ApplicationDep,
+    app: ApplicationDep, effects: EffectsDep,
     _: AuditorKey,
     application_id: ApplicationId,
     page_size: PageSize = 1000,
@@ -161,7 +162,7 @@ def list_sessions(
     min_position: MinPosition = None,
 ) -> Any:
     """Talon.One's session listing (``ManagementApi.get_application_sessions``), from the sessions model."""
-    headers = _read(app, application_id, ["sessions"], min_position)
+    headers = _read(app, effects, application_id, ["sessions"], min_position)
     f = queries.SessionFilter(
         profile=profile, state=state, coupon=coupon, referral=referral, integration_id=integration_id,
         store=store_integration_id, created_before=wire.parse_time(created_before, "createdBefore"),
@@ -179,12 +180,12 @@ def list_sessions(
     summary="One customer session",
 )
 def get_session(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
     session_id: Annotated[str, Path(alias="sessionId", description="Internal id, or the integration id")],
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """``ApplicationSession`` by internal id (``ManagementApi.get_application_session``) or integration id."""
-    headers = _read(app, application_id, ["sessions"], min_position)
+    headers = _read(app, effects, application_id, ["sessions"], min_position)
     row = queries.session(app, session_id)
     if row is None:
         return _missing(f"no customer session '{session_id}'", headers)
@@ -197,14 +198,14 @@ def get_session(
     summary="A customer's loyalty ledger",
 )
 def get_ledger(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
     customer_id: Annotated[str, Path(alias="customerId", description="The profile's integration id")],
     page_size: PageSize = 1000,
     after: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Cursor: entries after this position")] = None,
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """Every points entry of the profile in log order, with the balance the entries add up to."""
-    headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
+    headers = _read(app, effects, application_id, ["profiles", "loyalty"], min_position)
     row = queries.profile(app, customer_id)
     if row is None:
         return _missing(f"no customer profile '{customer_id}'", headers)
@@ -222,12 +223,12 @@ def get_ledger(
     summary="One customer profile, with its loyalty balance",
 )
 def get_customer(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
     customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id")],
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
-    headers = _read(app, application_id, ["profiles", "loyalty"], min_position)
+    headers = _read(app, effects, application_id, ["profiles", "loyalty"], min_position)
     row = queries.profile(app, customer_id)
     if row is None:
         return _missing(f"no customer profile '{customer_id}'", headers)
@@ -240,7 +241,7 @@ def get_customer(
     summary="Export the triggered effects as CSV",
 )
 def export_effects(
-    app: ApplicationDep, _: AuditorKey, application_id: ApplicationId,
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
     campaign_id: Annotated[int | None, Query(alias="campaignId")] = None,
     created_before: Annotated[str | None, Query(alias="createdBefore")] = None,
     created_after: Annotated[str | None, Query(alias="createdAfter")] = None,
@@ -248,7 +249,7 @@ def export_effects(
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """Talon.One's effects export (``ManagementApi.export_effects``), streamed in log order."""
-    headers = _read(app, application_id, ["effects", "sessions"], min_position)
+    headers = _read(app, effects, application_id, ["effects", "sessions"], min_position)
     rows = queries.effects_export(
         app,
         campaign_id,
