@@ -42,13 +42,15 @@ class LoyaltyReader:
         ``booked`` points were credited and its pending points changed by ``pending_change``)."""
         active, pending = self.balance(profile_id)
         active, pending = active + booked, pending + pending_change
+        # Talon.One's LedgerInfo: a negative balance is owed, the current one is then 0; the tentative balance is
+        # what the current one becomes when the open sessions close (their pending points credited).
         ledger = {
-            "currentBalance": active,
+            "currentBalance": max(active, Decimal(0)),
             "pendingBalance": pending,
             "negativeBalance": -active if active < 0 else Decimal(0),
             "expiredBalance": 0,
             "spentBalance": 0,
-            "tentativeCurrentBalance": active,
+            "tentativeCurrentBalance": max(active + pending, Decimal(0)),
             "tentativePendingBalance": pending,
         }
         return {"programs": {str(LOYALTY_PROGRAM_ID): {**PROGRAM, "ledger": ledger}}}

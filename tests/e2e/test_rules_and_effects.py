@@ -372,3 +372,16 @@ def test_reads_right_after_a_write_that_did_not_wait_for_its_effects_see_them(
         assert gameball.status_code == 200
         customer = httpx.get(f"{server.url}/v1/applications/1/customers/{pid}", headers=manage).json()
         assert customer["loyalty"]["balance"] == 10, (round_, customer)
+
+
+def test_a_negative_balance_is_owed_and_the_current_one_is_zero(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    redeem = f"redeem_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "pts", "number", event_type=redeem)
+    create_rule(server, {"name": f"redeem {redeem}", "trigger": [redeem], "effects": [
+        {"effectType": "deductLoyaltyPoints", "props": {"name": "r", "value": {"attr": "event.attributes.pts"}}}]})
+    answer = integration.track_event_v2(talon_one.IntegrationEventV2Request(
+        profile_id=new_id("p"), type=redeem, attributes={"pts": 3}, response_content=["loyalty"]))  # fmt: skip
+    ledger = answer.loyalty.programs["1"].ledger
+    assert (ledger.current_balance, ledger.negative_balance, ledger.tentative_current_balance) == (0, 3, 0)
