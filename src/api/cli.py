@@ -63,6 +63,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             out.print(f"  {name}: {key}", soft_wrap=True)
     runners = []
     children = None
+    app = None
     try:
         if args.command == "serve" and not args.split:
             groups = (registry.POLICY, registry.PROJECTIONS)
@@ -88,11 +89,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                         timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
     finally:
+        # In order, before the database goes (the embedded one stops when this returns): a thread still using it
+        # would log its connection's end as an error.
         for runner in runners:
             runner.stop()
+        for runner in runners:
+            runner.shut_down(SHUTDOWN_SECONDS)
         if children is not None:
             children.stop()
+        if app is not None:
+            app.state.effects.stop(SHUTDOWN_SECONDS)
     return 0
+
+
+SHUTDOWN_SECONDS = 10.0
+"""How long a stopping process waits for each of its threads to finish what it is doing."""
 
 
 WORKER_GROUPS = ("policy", "projections")
@@ -106,7 +117,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     app = start(settings.model_copy(update={"sole_writer": False})).rulestream  # writes no session, profile, catalog
     group = registry.POLICY if args.group == "policy" else registry.PROJECTIONS
     runners = [FollowerRunner(app, f) for f in registry.followers(app, group)]
-    threads = [runner.thread() for runner in runners]
+    for runner in runners:
+        runner.thread()
     console.print(f"worker {args.group}: {', '.join(r.follower.name for r in runners) or 'nothing to run'}")
     stop = threading.Event()
     watch_parent(stop)
@@ -123,8 +135,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         for runner in runners:
             runner.stop()
-        for thread in threads:  # each finishes the batch it is applying
-            thread.join(timeout=10)
+        for runner in runners:  # each finishes the batch it is applying
+            runner.shut_down(SHUTDOWN_SECONDS)
     return 0
 
 

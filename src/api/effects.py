@@ -93,8 +93,10 @@ class PolicyProgress:
         self._thread = threading.Thread(target=self._listen, name="policy-progress", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> None:
         self.stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _advance(self, position: int, *, heard: bool = True) -> None:
         """The policy passed ``position``; ``heard``: as its notification said, else as read from its table (the
@@ -232,8 +234,8 @@ class EffectsReader:
         )
         """Rendered once: psycopg renders an ``sql.Composed`` again on every execution."""
 
-    def stop(self) -> None:
-        self.progress.stop()
+    def stop(self, timeout: float = 0.0) -> None:
+        self.progress.stop(timeout)
 
     def settled(self, head: int, timeout: float) -> int:
         """The position a read must see for every write up to ``head`` and the rule policy's evaluations of them:

@@ -130,7 +130,8 @@ class Elections:
         if self._conn is not None:
             with suppress(psycopg.Error):
                 self._conn.close()
-            log.warning("the election connection closed: %d follower(s) stand again", len(self._held))
+            if self._held:  # a close with no lease held (the last follower left) is no news
+                log.warning("the election connection closed: %d follower(s) stand again", len(self._held))
         self._conn = None
         self._generation += 1
         self._held.clear()

@@ -166,8 +166,10 @@ class Deliveries(Follower):
             self._thread = threading.Thread(target=self._send_forever, name="webhook-sender", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> None:
         self.stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def apply(self, cursor: psycopg.Cursor[DictRow], batch: Sequence[Recorded]) -> None:
         if not batch:

@@ -160,6 +160,10 @@ class Follower(ABC):
     def failed(self, error: BaseException) -> None:  # noqa: B027 - optional hook
         """The runner failed and will retry from the committed checkpoint (e.g. record the error for status)."""
 
+    def stop(self, timeout: float) -> None:  # noqa: B027 - optional hook
+        """Stop what runs beside the batches (an alarm, a sender), waiting at most ``timeout`` seconds for it: the
+        process is shutting down, and its database may be next."""
+
 
 class FollowerRunner:
     """Runs one follower until stopped; use ``thread()`` to run it in the background."""
@@ -169,6 +173,7 @@ class FollowerRunner:
         self.follower = follower
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self.elected = threading.Event()
         self.checkpoint = 0
         self.error: BaseException | None = None
@@ -211,10 +216,19 @@ class FollowerRunner:
     def thread(self) -> threading.Thread:
         worker = threading.Thread(target=self.run_forever, name=f"follower-{self.follower.name}", daemon=True)
         worker.start()
+        self._thread = worker
         return worker
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def shut_down(self, timeout: float = 10.0) -> None:
+        """Stop, and wait (at most ``timeout`` seconds) until the batch being applied and what runs beside the
+        batches have finished: nothing of this runner uses the database afterwards."""
+        self.stop()
+        self.follower.stop(timeout)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def run_forever(self) -> None:
         """Run, and after a failure (e.g. the database restarted) start over from the committed checkpoint."""

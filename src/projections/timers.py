@@ -89,8 +89,10 @@ class Timers(Follower):
         if added:
             cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> None:
         self.stopping.set()
+        if self._alarm is not None and self._alarm is not threading.current_thread():
+            self._alarm.join(timeout)
 
     # -- the alarm ------------------------------------------------------------------------------------
 
