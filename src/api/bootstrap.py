@@ -30,27 +30,29 @@ STARTUP_LOCK = (7_000, 1)
 @contextlib.contextmanager
 def _one_at_a_time(settings: Settings) -> Iterator[None]:
     """Processes starting together (docker-compose: api and workers) create the schema and keys one at a time."""
-    info: dict[str, Any] = dict(settings.conninfo)
-    with psycopg.connect(**info, autocommit=True, connect_timeout=10) as conn:
+    info: dict[str, Any] = {"connect_timeout": 10, **settings.conninfo}
+    with psycopg.connect(**info, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s, %s)", STARTUP_LOCK)
         yield
 
 
 def open_application(settings: Settings) -> Rulestream:
     """The domain application on the configured database, creating the database and tables if missing."""
+    settings.export_connection_options()
     ensure_database(settings)
     with _one_at_a_time(settings):
         return secure(Rulestream(env=eventsourcing_env(settings)))  # the audit schema, then the writer role
 
 
-def start(settings: Settings) -> Started:
-    """Open the application; on an installation without keys, create the development pair; honour seed keys."""
+def start(settings: Settings, *, development_keys: bool = True) -> Started:
+    """Open the application; honour seed keys; on an installation without keys, create the development pair
+    (``development_keys``: a process that prints them; a worker started beside the API would make them unseen)."""
     app = open_application(settings)
     with _one_at_a_time(settings):
-        return Started(app, _keys(app, settings))
+        return Started(app, _keys(app, settings, development_keys))
 
 
-def _keys(app: Rulestream, settings: Settings) -> dict[str, str]:
+def _keys(app: Rulestream, settings: Settings, development_keys: bool) -> dict[str, str]:
     new_keys: dict[str, str] = {}
     seeds = {"seed-integration": ("integration", settings.integration_key),
              "seed-management": ("management", settings.management_key)}
@@ -60,7 +62,7 @@ def _keys(app: Rulestream, settings: Settings) -> dict[str, str]:
             app.issue_key(name, role, secret=secret)
         elif secret and existing[name].key_hash != hash_key(secret):
             raise Conflict(f"the seed key '{name}' exists with another secret; revoke it or change the setting")
-    if not existing and not any(secret for _, secret in seeds.values()):
+    if development_keys and not existing and not any(secret for _, secret in seeds.values()):
         for role in ("integration", "management"):
             new_keys[f"dev-{role}"] = app.issue_key(f"dev-{role}", role)
     return new_keys

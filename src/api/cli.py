@@ -29,6 +29,7 @@ from types import FrameType
 import psycopg
 import uvicorn
 from eventsourcing.persistence import PersistenceError as StoreError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -114,7 +115,8 @@ hold them (a second ``serve`` on the same database), and this one then stands by
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run one group of followers (``policy`` or ``projections``) until interrupted."""
-    app = start(settings.model_copy(update={"sole_writer": False})).rulestream  # writes no session, profile, catalog
+    # It writes no session, profile or catalog; and it prints no keys: the API process makes the development pair.
+    app = start(settings.model_copy(update={"sole_writer": False}), development_keys=False).rulestream
     group = registry.POLICY if args.group == "policy" else registry.PROJECTIONS
     runners = [FollowerRunner(app, f) for f in registry.followers(app, group)]
     for runner in runners:
@@ -148,10 +150,14 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         app.revoke_key(args.name)
         console.print(f"revoked {args.name}")
     else:
-        table = Table("name", "role", "created", "revoked")
-        for key in app.keys():
-            table.add_row(key.name, key.role, key.created.isoformat(), key.revoked.isoformat() if key.revoked else "")
-        Console().print(table)
+        rows = [(k.name, k.role, k.created.isoformat(), k.revoked.isoformat() if k.revoked else "") for k in app.keys()]
+        if sys.stdout.isatty():
+            table = Table("name", "role", "created", "revoked")
+            for row in rows:
+                table.add_row(*row)
+            Console().print(table)
+        else:  # to a pipe or a file: whole values, a line each, tab-separated (a table would be cut to 80 columns)
+            sys.stdout.writelines("\t".join(row) + "\n" for row in [("name", "role", "created", "revoked"), *rows])
     return 0
 
 
@@ -171,7 +177,7 @@ def _db(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="rulestream", description=__doc__.split("\n\n")[0])
+    root = argparse.ArgumentParser(prog="rulestream", description=__doc__.split("\n\n")[0].replace("``", ""))
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
                           help="where the embedded PostgreSQL keeps its data, when no DATABASE_URL is set "
@@ -208,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("name")
     keys.set_defaults(run=_keys)
     db = commands.add_parser("db", help="database helpers", parents=[data_dir])
-    db.add_argument("db_command", choices=["url"])
+    db.add_argument("db_command", choices=["url"], help="url: print the connection URL of the database in use")
     db.set_defaults(run=_db)
     audit_cli.add_commands(commands, parents=[data_dir])
     projections_cli.add_commands(commands, parents=[data_dir])
@@ -225,7 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM stops like Ctrl+C, so that cleanup runs (threads, the embedded server): by default it ends the
     # process on the spot, and uvicorn re-raises it after its own graceful shutdown.
     signal.signal(signal.SIGTERM, _interrupt)
-    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    try:
+        settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    except ValidationError as invalid:  # one line each, without the values (they may be secrets)
+        for problem in invalid.errors():
+            field = ".".join(str(part) for part in problem["loc"]) or "settings"
+            console.print(f"[red]error:[/] {escape(field)}: {escape(problem['msg'])}", soft_wrap=True, highlight=False)
+        return 2
     try:
         if args.command == "db":
             return _db(settings, args)

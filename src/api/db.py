@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -12,18 +13,20 @@ from api.settings import Settings
 
 def ensure_database(settings: Settings) -> None:
     """Create the database named in the settings if the server does not have it yet."""
-    info: dict[str, Any] = dict(settings.conninfo)
+    info: dict[str, Any] = {"connect_timeout": 10, **settings.conninfo}  # the URL's own timeout wins
     try:
-        with psycopg.connect(**info, connect_timeout=10):
+        with psycopg.connect(**info):
             return
     except psycopg.OperationalError as error:
         if "does not exist" not in str(error):
             raise
     admin: dict[str, Any] = {**info, "dbname": "postgres"}
-    with psycopg.connect(**admin, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(**admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (info["dbname"],)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(info["dbname"])))
+            # Processes starting together (docker-compose) may race to create it: one does, the rest find it.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(info["dbname"])))
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from platformdirs import user_data_dir
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BASIC_PARAMETERS = frozenset({"dbname", "host", "port", "user", "password"})
+LIBPQ_VARIABLES = {
+    "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL", "sslcompression": "PGSSLCOMPRESSION", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING", "requirepeer": "PGREQUIREPEER", "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS", "target_session_attrs": "PGTARGETSESSIONATTRS", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "krbsrvname": "PGKRBSRVNAME", "service": "PGSERVICE", "passfile": "PGPASSFILE", "hostaddr": "PGHOSTADDR",
+}  # fmt: skip
+"""libpq's environment variable for each connection parameter a ``DATABASE_URL`` may carry besides the basic five."""
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "dev", "development", "test"}
 
@@ -95,13 +108,34 @@ class Settings(BaseSettings):
         info.setdefault("user", "postgres")
         return info
 
+    @property
+    def connection_options(self) -> dict[str, str]:
+        """The ``DATABASE_URL``'s libpq parameters beyond where and who (``sslmode``, ``application_name``, ...)."""
+        return {k: v for k, v in self.conninfo.items() if k not in BASIC_PARAMETERS}
+
+    def export_connection_options(self) -> None:
+        """Make every connection of this process (and its children) take the URL's libpq parameters, through
+        libpq's own environment variables (``PGSSLMODE``, ...): the library's pools connect with the five basic
+        parameters only. A variable already set wins; a parameter that has none reaches the first connections
+        only, and says so."""
+        for name, value in self.connection_options.items():
+            variable = LIBPQ_VARIABLES.get(name)
+            if variable is None:
+                logging.getLogger("rulestream").warning("DATABASE_URL: '%s' reaches no pooled connection", name)
+            else:
+                os.environ.setdefault(variable, value)
+
     def url(self, *, password: bool = True) -> str:
-        """The database as a ``postgresql://`` URL for psql and other tools (a socket folder in ?host=)."""
+        """The database as a ``postgresql://`` URL for psql and other tools (a socket folder in ?host=), with the
+        ``DATABASE_URL``'s other parameters."""
         info = self.conninfo
         auth = quote(info["user"], safe="")
         if password and info.get("password"):
             auth += ":" + quote(info["password"], safe="")
         dbname = quote(info["dbname"], safe="")
+        options = self.connection_options
         if info["host"].startswith("/"):
-            return f"postgresql://{auth}@/{dbname}?host={quote(info['host'])}&port={info['port']}"
-        return f"postgresql://{auth}@{info['host']}:{info['port']}/{dbname}"
+            query = urlencode({"host": info["host"], "port": info["port"], **options}, safe="/", quote_via=quote)
+            return f"postgresql://{auth}@/{dbname}?{query}"
+        query = urlencode(options, safe="/", quote_via=quote)
+        return f"postgresql://{auth}@{info['host']}:{info['port']}/{dbname}" + (f"?{query}" if query else "")
