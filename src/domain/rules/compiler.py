@@ -16,7 +16,7 @@ from typing import Any
 from .arithmetic import EvaluationFailed, compile_number
 from .context import CartItemView, EvaluationContext, HistoryItem
 from .durations import parse_duration
-from .effects import AddLoyaltyPoints, NamedValue, PerItemValue, SetDiscount, SetDiscountPerItem
+from .effects import AddLoyaltyPoints, DeductLoyaltyPoints, NamedValue, PerItemValue, SetDiscount, SetDiscountPerItem
 from .getters import history_getter, item_getter, live_quantity, rule_getter
 from .language import All, Any_, CartItems, Compare, Condition, Effect, History, Not, RuleDefinition
 from .operators import as_number, compile_op
@@ -247,9 +247,12 @@ def _compile_effect(index: int, effect: Effect) -> Callable[[EvaluationContext],
     name = props.name
     position = props.position if isinstance(props, PerItemValue) else None
     is_points = isinstance(effect, AddLoyaltyPoints)
+    on_ledger = isinstance(effect, AddLoyaltyPoints | DeductLoyaltyPoints)
     is_discount = isinstance(effect, SetDiscount | SetDiscountPerItem)
 
     def emit(ctx: EvaluationContext) -> EffectResult:
+        if on_ledger and not ctx.event.profile_id:  # an anonymous session or event: no ledger to book them on
+            raise EvaluationFailed(f"{kind} needs a customer profile: the event has none")
         amount = value(ctx)
         if amount < 0:
             raise EvaluationFailed(f"{kind} value {amount} is negative")

@@ -126,3 +126,11 @@ def test_decimal_arithmetic_is_exact(a: Decimal, b: Decimal) -> None:
     assert points({"max": [0, {"add": [total, balance]}]}, ctx) == max(Decimal(0), a + b)
     assert points({"max": [0, {"sub": [total, balance]}]}, ctx) == max(Decimal(0), a - b)
     assert points({"max": [0, {"mul": [total, balance]}]}, ctx) == max(Decimal(0), a * b)
+
+
+def test_points_for_an_event_without_a_profile_are_no_effect_and_a_failure_reason() -> None:
+    for kind in ("addLoyaltyPoints", "deductLoyaltyPoints"):
+        rule = compiled(effects=[{"effectType": kind, "props": {"name": "p", "value": 5}}])
+        outcome = rule.evaluate(context(profile_id=None))
+        assert (outcome.effects, outcome.effect_index) == ((), 0) and "profile" in outcome.details
+        assert rule.evaluate(context()).effects  # with a profile: booked
