@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.bootstrap import open_application
@@ -102,7 +103,13 @@ def export_ndjson(app: Any, args: argparse.Namespace) -> int:
             ids = (
                 [session_id(args.session)] if args.session else export.profile_and_sessions(log, args.profile)
             )
-            progress.update(task, total=sum(log.head_version(i) for i in ids))
+            total = sum(log.head_version(i) for i in ids)
+            if total == 0:  # as the API's history answers 404: an id that names nothing is a mistake, not "0"
+                progress.stop()
+                what = f"session '{args.session}'" if args.session else f"profile '{args.profile}'"
+                console.print(f"[red]error:[/] no {escape(what)}")
+                return 1
+            progress.update(task, total=total)
             entries = export.streams(log, ids, advance)
         written = _write(entries, args.out)
     console.print(f"exported {written} events" + (f" to {args.out}" if args.out else ""))

@@ -86,3 +86,9 @@ def test_a_database_that_is_away_or_a_wrong_url_is_one_line_not_a_traceback() ->
         done = rulestream(url, *args)
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr.startswith("error: the database: ") and "Traceback" not in done.stderr, done.stderr
+
+
+def test_exporting_a_session_or_profile_that_does_not_exist_is_an_error(audit_url: str) -> None:
+    for flag in ("--session", "--profile"):
+        done = rulestream(audit_url, "audit", "export", flag, "no-such-id")
+        assert done.returncode == 1 and "no-such-id" in done.stderr and "Traceback" not in done.stderr, done.stderr
