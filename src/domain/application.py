@@ -37,6 +37,7 @@ from domain.catalog.service import (
     checked_profile_attributes,
     checked_session_changes,
     event_problems,
+    shared_with_session,
 )
 from domain.catalog.types import invalid
 from domain.errors import (
@@ -251,7 +252,8 @@ class Rulestream(CatalogService, Application[UUID]):
                     raise InvalidInput.at("/profileId", f"the session belongs to profile '{session.profile_id}'")
             profile = self._profile_for(profile_integration_id or (session.profile_id if session else None))
             if session is not None:
-                session.track(event_type, values, profile.integration_id if profile else None)
+                shared = shared_with_session(catalog, values)
+                session.track(event_type, values, profile.integration_id if profile else None, shared)
                 return self._commit_with_catalog(catalog, session, profile, dry=dry)
             if profile is not None:
                 profile.track(event_type, values)

@@ -168,6 +168,15 @@ class CustomerSession(Stream):
             aggregate.state = OPEN
             aggregate.update_count += 1
 
+    class AttributesAdded(Stream.Event):
+        """A custom event bound to this session brought attributes that sessions have (``shared_with_session``):
+        they are the session's now. Bookkeeping: it triggers no rule and is no update of the session."""
+
+        changes: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._apply_changes(self.changes)
+
     class CustomEventTracked(Stream.Event):
         """A custom event bound to this session (``POST /v2/events`` with ``sessionId``)."""
 
@@ -255,7 +264,17 @@ class CustomerSession(Stream):
             raise _transition(self.state, OPEN, None)
         self.trigger_event(self.Reopened)
 
-    def track(self, event_type: str, attributes: Mapping[str, Any], profile_id: str | None) -> None:
+    def track(
+        self,
+        event_type: str,
+        attributes: Mapping[str, Any],
+        profile_id: str | None,
+        shared: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind a custom event to this session; its ``shared`` attributes become the session's first, so that the
+        rules the event triggers see them on the session too."""
+        if shared:
+            self.trigger_event(self.AttributesAdded, changes={"attributes": dict(shared)})
         self.trigger_event(
             self.CustomEventTracked, event_type=event_type, attributes=dict(attributes), profile_id=profile_id
         )

@@ -132,6 +132,9 @@ def fold(session: dict[str, Any], event: Any) -> None:
     if isinstance(event, CustomerSession.CustomEventTracked):
         session["custom_events"] += 1
         return
+    if isinstance(event, CustomerSession.AttributesAdded):  # no update of the session
+        apply_changes(session, event.changes)
+        return
     session["update_count"] += 1
     apply_changes(session, getattr(event, "changes", None) or {})
     if isinstance(event, CustomerSession.ItemsReturned):

@@ -138,3 +138,39 @@ def test_malformed_json_is_a_400_not_a_500(server: Server) -> None:
         headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}", "content-type": "application/json"},
     )
     assert response.status_code == 400
+
+
+def test_an_events_attributes_that_sessions_have_become_the_sessions(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    """Talon.One: "When the event is triggered for a given customer session, the url attribute and its value are
+    added to the customer session. You can then use this attribute in the Rule Engine and Integration API." """
+    pageview = f"pageview_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "url", "string", event_type=pageview)
+    declare(management, "Event", "seconds", "number", event_type=pageview)
+    declare(management, "CustomerSession", "url", "string")
+    rule = httpx.post(f"{server.url}/v1/rules", headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}, json={
+        "name": f"promo visitors {pageview}", "trigger": ["talon_session_closed", pageview],
+        "condition": {"all": [{"attr": "session.attributes.url", "op": "eq", "value": f"/promo/{pageview}"}]},
+        "effects": [{"effectType": "customEffect", "props": {"name": "promo", "payload": {}}}]})  # fmt: skip
+    assert rule.status_code == 201, rule.text
+    sid, pid = new_id("s"), new_id("p")
+    request = talon_one.IntegrationRequest(customer_session=talon_one.NewCustomerSessionV2(profile_id=pid))
+    integration.update_customer_session_v2(sid, request)
+    tracked = integration.track_event_v2(talon_one.IntegrationEventV2Request(
+        profile_id=pid, type=pageview, attributes={"url": f"/promo/{pageview}", "seconds": 3}))  # fmt: skip
+    assert tracked.effects == []  # without sessionId: the profile's event, the session is not touched
+    bound = httpx.post(f"{server.url}/v2/events", headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}, json={
+        "profileId": pid, "sessionId": sid, "type": pageview,
+        "attributes": {"url": f"/promo/{pageview}", "seconds": 3}})  # fmt: skip
+    assert [e["effectType"] for e in bound.json()["effects"]] == ["customEffect"]  # the event's own rules see it
+    session = integration.get_customer_session(sid).customer_session
+    assert session.attributes == {"url": f"/promo/{pageview}"} and session.update_count == 1
+    listed = httpx.get(f"{server.url}/v1/applications/1/sessions/{sid}",
+                       headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}).json()  # fmt: skip
+    assert listed["attributes"] == {"url": f"/promo/{pageview}"}
+    closed = integration.update_customer_session_v2(sid, talon_one.IntegrationRequest(
+        customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed")))  # fmt: skip
+    assert [e.effect_type for e in closed.effects] == ["customEffect"]  # and later ones
+    httpx.post(f"{server.url}/v1/rules/{rule.json()['id']}/disable",
+               headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"})  # fmt: skip

@@ -173,6 +173,19 @@ def checked_session_changes(catalog: AttributeCatalog, changes: Mapping[str, Any
     return checked
 
 
+def shared_with_session(catalog: AttributeCatalog, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of a custom event bound to a session that sessions have too (declared on
+    ``CustomerSession``, and the value fits that declaration): Talon.One adds them to the session, where later
+    rules see them as ``session.attributes.<name>``. The others stay the event's own."""
+    shared: dict[str, Any] = {}
+    for name, value in values.items():
+        problems: list[Problem] = []
+        found = _entity(catalog, CUSTOMER_SESSION, {name: value}, "/attributes", problems)
+        if not problems:
+            shared.update(found)
+    return shared
+
+
 def event_problems(error: InvalidInput, prefix: str) -> list[Problem]:
     """The problems of one event's validation, re-pointed under ``prefix`` (``/events/review``).
 
