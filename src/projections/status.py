@@ -7,7 +7,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.application import Rulestream
-from projections.follower import CHECKPOINT, HEAD, LAG_EVENTS, LAG_SECONDS, READERS_CHANNEL, lag_of
+from projections.follower import (
+    CHECKPOINT,
+    FOLLOWER_LOCK,
+    HEAD,
+    LAG_EVENTS,
+    LAG_SECONDS,
+    READERS_CHANNEL,
+    lag_of,
+    lock_key,
+)
 from projections.readmodel import POINTERS, REBUILD_SUFFIX, ensure_schema
 from projections.rebuild import REBUILD_LOCK, rebuild_lock_key
 from projections.registry import POLICY, PROJECTIONS, READ_MODELS
@@ -90,6 +99,15 @@ def wait_for_position(
     return reached, target
 
 
+HELD = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid = %s::oid AND objid = (%s::int)::oid)"
+)
+"""Whether a session holds the advisory lock (int4, int4) of the two parameters, in this database (advisory locks
+are the cluster's: another database's followers hold the same keys)."""
+
+
 def status(app: Rulestream) -> list[dict[str, Any]]:
     """Each read model: checkpoint, log head, lag (events, seconds), state (live, rebuilding, failed) and why."""
     ensure(app)
@@ -101,15 +119,18 @@ def status(app: Rulestream) -> list[dict[str, Any]]:
                 f"SELECT p.generation, p.error, p.failed_at, p.applied_at, "
                 f'(SELECT notification_id FROM "{tracking}" WHERE application_name = p.name) AS checkpoint, '
                 f'(SELECT notification_id FROM "{tracking}" WHERE application_name = p.name || %s) AS copied, '
-                "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
-                "AND objid = (%s::int)::oid AND objsubid = 2 AND granted) AS rebuilding "
+                f"{HELD} AS rebuilding, {HELD} AS running "
                 f"FROM {POINTERS} p WHERE p.name = %s",
-                (REBUILD_SUFFIX, REBUILD_LOCK, rebuild_lock_key(name), name),
+                (REBUILD_SUFFIX, REBUILD_LOCK, rebuild_lock_key(name), FOLLOWER_LOCK,
+                 lock_key(f"rulestream-follower:{name}"), name),  # fmt: skip
             )
             row = cursor.fetchone() or {}
             position = int(row.get("checkpoint") or 0)
             lag = lag_of(cursor, app.recorder.events_table_name, app, position)  # type: ignore[attr-defined]
-            state = "rebuilding" if row.get("rebuilding") else "failed" if row.get("error") else "live"
+            state = (
+                "rebuilding" if row.get("rebuilding") else "failed" if row.get("error")
+                else "live" if row.get("running") else "stopped"  # no process holds its election
+            )  # fmt: skip
             entry: dict[str, Any] = {
                 "name": name,
                 "state": state,

@@ -267,3 +267,20 @@ def test_every_events_log_filter_is_served_by_an_index(rulestream: Rulestream, i
         conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + text, params))
     assert "Seq Scan" not in plan and "Index" in plan, plan
+
+
+def test_status_says_stopped_while_no_process_runs_a_read_model(own_rulestream: Rulestream) -> None:
+    from projections import registry
+    from projections.follower import FollowerRunner
+
+    status.ensure(own_rulestream)
+    assert {p["state"] for p in status.status(own_rulestream)} == {"stopped"}
+    follower = next(f for f in registry.followers(own_rulestream, registry.PROJECTIONS) if f.name == "events_log")
+    runner = FollowerRunner(own_rulestream, follower)
+    runner.thread()
+    try:
+        assert runner.elected.wait(30)
+        states = {p["name"]: p["state"] for p in status.status(own_rulestream)}
+        assert states["events_log"] == "live" and states["sessions"] == "stopped"
+    finally:
+        runner.shut_down()
