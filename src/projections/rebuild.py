@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import psycopg
 
 from domain.application import Rulestream
 from domain.errors import Conflict, NotFound
-from projections.follower import FollowerRunner, lock_key
+from projections.follower import CHECKPOINT, FollowerRunner, lock_key
 from projections.readmodel import (
     POINTERS,
     REBUILD_SUFFIX,
@@ -81,6 +82,8 @@ class Rebuild:
             assert self._lock is not None
             self._lock.close()
             self._lock = None
+            with contextlib.suppress(KeyError):  # the copy's gauge: it has no checkpoint of its own any more
+                CHECKPOINT.remove(self.name + REBUILD_SUFFIX)
 
     def in_background(self) -> threading.Thread:
         """Claim now (so that a conflict is the caller's error) and rebuild in a daemon thread."""

@@ -121,6 +121,9 @@ def test_every_read_model_rebuilt_from_the_log_equals_the_live_one_row_for_row(
         generation = Rebuild(rulestream, name).run().generation
         assert snapshot(rulestream, name) == live, name
         assert next(p for p in status.status(rulestream) if p["name"] == name)["generation"] == generation
+    from prometheus_client import generate_latest
+
+    assert b":rebuild" not in generate_latest()  # the copies' gauges left with them
 
 
 def test_a_rebuild_switches_over_while_the_live_runner_keeps_following_and_writers_keep_writing(
