@@ -244,9 +244,11 @@ class EffectsReader:
             return max(head, self.progress.checkpoint)
         return head
 
-    def of(self, outcome: Outcome) -> Effects:
+    def of(self, outcome: Outcome, evaluable: Sequence[int] | None = None) -> Effects:
+        """The effects of a command; of a dry one, evaluated here (``evaluable``: Talon.One's
+        ``evaluableCampaignIds``, only these rules, even disabled ones; ignored by a command that records)."""
         if outcome.dry:
-            return self.dry(outcome)
+            return self.dry(outcome, evaluable)
         last = outcome.last_position
         if last is None:
             return Effects()
@@ -299,8 +301,10 @@ class EffectsReader:
                 self._rules = (key, build_index(state.rules()))
             return self._rules[1]
 
-    def dry(self, outcome: Outcome) -> Effects:
-        """Evaluate the would-be events of a dry command as the policy would, storing nothing."""
+    def dry(self, outcome: Outcome, evaluable: Sequence[int] | None = None) -> Effects:
+        """Evaluate the would-be events of a dry command as the policy would, storing nothing; with
+        ``evaluable``, only those rules (their current versions), enabled or not: a campaign is tried out before
+        it is switched on."""
         each: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
         datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
         with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
@@ -310,7 +314,11 @@ class EffectsReader:
             except psycopg.errors.UndefinedTable:
                 return Effects()  # the policy never ran: no rules yet
             state = DryState(cursor)
-            rules = self.rules(state)
+            if evaluable:
+                wanted = set(evaluable)
+                rules = build_index([{**r, "enabled": True} for r in state.rules() if r["rule_id"] in wanted])
+            else:
+                rules = self.rules(state)
             ledgers: dict[str, Any] = {}
             pending_before: dict[str, Decimal] = {}
             booked = Decimal(0)

@@ -385,3 +385,25 @@ def test_a_negative_balance_is_owed_and_the_current_one_is_zero(
         profile_id=new_id("p"), type=redeem, attributes={"pts": 3}, response_content=["loyalty"]))  # fmt: skip
     ledger = answer.loyalty.programs["1"].ledger
     assert (ledger.current_balance, ledger.negative_balance, ledger.tentative_current_balance) == (0, 3, 0)
+
+
+def test_a_dry_run_tries_out_the_campaigns_it_names_even_disabled_ones(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    """Talon.One's evaluableCampaignIds: with dry=true, only these campaigns are evaluated, even disabled ones."""
+    trial = f"trial_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "n", "number", event_type=trial)
+    draft = create_rule(server, {"name": f"draft {trial}", "trigger": [trial], "enabled": False, "effects": [
+        {"effectType": "addLoyaltyPoints", "props": {"name": "d", "value": 7}}]})
+    live = create_rule(server, {"name": f"live {trial}", "trigger": [trial], "effects": [
+        {"effectType": "addLoyaltyPoints", "props": {"name": "l", "value": 1}}]})
+
+    def track(ids: list[int] | None, dry: bool) -> list[int]:
+        request = talon_one.IntegrationEventV2Request(profile_id=new_id("p"), type=trial, attributes={"n": 1},
+                                                      evaluable_campaign_ids=ids)  # fmt: skip
+        return sorted(e.campaign_id for e in integration.track_event_v2(request, dry=dry).effects)
+
+    assert track([draft["id"]], dry=True) == [draft["id"]]
+    assert track([draft["id"], live["id"]], dry=True) == sorted([draft["id"], live["id"]])
+    assert track(None, dry=True) == [live["id"]]
+    assert track([draft["id"]], dry=False) == [live["id"]]  # a recorded command runs the live rules

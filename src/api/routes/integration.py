@@ -132,7 +132,8 @@ def update_customer_session(
         outcome = app.update_session(
             customer_session_id, body.customer_session.changes(), body.customer_session.state, dry=dry
         )
-    return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
+    found = effects.of(outcome, body.customer_session.evaluable_campaign_ids)
+    return _state(outcome, found, body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
 @router.get("/v2/customer_sessions/{customerSessionId:path}", summary="Get customer session")
@@ -183,7 +184,8 @@ def update_customer_profile(
         outcome = app.update_profile(
             integration_id, body.attributes or {}, run_rule_engine=run_rule_engine, dry=dry and run_rule_engine
         )
-    return _state(outcome, effects.of(outcome), body.response_content, with_session=False, loyalty=loyalty, app=app)
+    found = effects.of(outcome, body.evaluable_campaign_ids)
+    return _state(outcome, found, body.response_content, with_session=False, loyalty=loyalty, app=app)
 
 
 @router.post("/v2/events", summary="Track event", responses={204: {"description": "`silent=yes`: no body"}})
@@ -204,6 +206,6 @@ def track_event(
     if silent == "yes":
         return Response(status_code=204)
     event = _custom_event(outcome, body.type)
-    found = effects.of(outcome)
+    found = effects.of(outcome, body.evaluable_campaign_ids)
     return _state(outcome, found, body.response_content, with_session=False, event=event, loyalty=loyalty, app=app)
 
