@@ -107,6 +107,14 @@ SHUTDOWN_SECONDS = 10.0
 """How long a stopping process waits for each of its threads to finish what it is doing."""
 
 
+def _port(text: str) -> int:
+    """A TCP port (argparse answers a bad one with a usage line and exit 2)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535)")
+    return port
+
+
 WORKER_GROUPS = ("policy", "projections")
 ELECTION_WAIT_SECONDS = 10.0
 """How long a worker waits for its followers' elections before it reports ready anyway: another process may
@@ -187,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("serve", "run the API, the policy and the projections"), ("api", "run the API only")):
         cmd = commands.add_parser(name, help=text, parents=[data_dir])
         cmd.add_argument("--host", help="address to listen on (RULESTREAM_HOST, default 127.0.0.1)")
-        cmd.add_argument("--port", type=int, help="port to listen on (RULESTREAM_PORT, default 8000)")
+        cmd.add_argument("--port", type=_port, help="port to listen on (RULESTREAM_PORT, default 8000)")
         if name == "api":
             cmd.add_argument("--workers", type=int, default=1, help="API processes sharing the port (default 1)")
         else:

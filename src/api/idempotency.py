@@ -129,11 +129,22 @@ class IdempotencyMiddleware:
 
 
 def _canonical(body: bytes) -> bytes:
-    """A JSON body as one text for its meaning (keys sorted, no white space); any other body as it is."""
+    """A JSON body as one text for its meaning (keys sorted, no white space, ``10.0`` as ``10``); any other body
+    as it is."""
     try:
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(_same_numbers(orjson.loads(body)), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONDecodeError, TypeError):
         return body
+
+
+def _same_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _same_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(v) for v in value]
+    return value
 
 
 async def _read_body(receive: Receive) -> bytes:

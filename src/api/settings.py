@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default="development", validation_alias="RULESTREAM_ENV"
     )
     host: str = Field(default="127.0.0.1", validation_alias="RULESTREAM_HOST")
-    port: int = Field(default=8000, validation_alias="RULESTREAM_PORT")
+    port: int = Field(default=8000, ge=0, le=65535, validation_alias="RULESTREAM_PORT")
     data_dir: Path = Field(
         default_factory=lambda: Path(user_data_dir("rulestream")), validation_alias="RULESTREAM_DATA_DIR"
     )

@@ -252,7 +252,8 @@ class Rulestream(CatalogService, Application[UUID]):
                     raise InvalidInput.at("/profileId", f"the session belongs to profile '{session.profile_id}'")
             profile = self._profile_for(profile_integration_id or (session.profile_id if session else None))
             if session is not None:
-                shared = shared_with_session(catalog, values)
+                # Session content changes only while the session is open: a closed one keeps its attributes.
+                shared = shared_with_session(catalog, values) if session.state == OPEN else {}
                 session.track(event_type, values, profile.integration_id if profile else None, shared)
                 return self._commit_with_catalog(catalog, session, profile, dry=dry)
             if profile is not None:

@@ -256,8 +256,14 @@ class Deliveries(Follower):
         return attempted
 
     def next_try(self) -> datetime | None:
+        """When the next delivery may be tried: the earliest try of the first pending delivery of each profile and
+        webhook (``_due``'s choice). A delivery waiting behind an earlier one of its profile is not due at its
+        own time, which is past already: counted, it made the sender spin while a receiver was down."""
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute("SELECT min(next_try_at) AS at FROM webhook_deliveries WHERE status = 'pending'")
+            cursor.execute(
+                "SELECT min(next_try_at) AS at FROM (SELECT DISTINCT ON (webhook_id, order_key) next_try_at "
+                "FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id, order_key, delivery_id) heads"
+            )
             row = cursor.fetchone()
         return row["at"] if row else None
 

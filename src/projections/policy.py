@@ -30,6 +30,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import DictRow
 
+from domain.anonymous import AnonymousEvent
 from domain.application import Rulestream, profile_id
 from domain.base import Stream
 from domain.delays import Delay, PendingDelay, delay_id
@@ -100,7 +101,8 @@ class RulePolicy(Follower):
     name = "policy"
     batch_size = 500
     announces = True  # the responses of commands wait for it (api.effects.PolicyProgress)
-    reads = (CustomerSession.Event, CustomerProfile.Event, Rule.Event, Delay.DelayCameDue)  # not its evaluations
+    reads = (CustomerSession.Event, CustomerProfile.Event, AnonymousEvent.Tracked, Rule.Event, Delay.DelayCameDue)
+    """Not its own evaluations."""
     pipelined = True  # a batch's writes (state tables, evaluations, checkpoint) go out together
 
     def __init__(self, app: Rulestream) -> None:
@@ -156,6 +158,9 @@ class RulePolicy(Follower):
                 continue
             if isinstance(event, Delay.DelayCameDue):
                 recorded_now += self._came_due(state, cursor, recorded)
+                continue
+            if isinstance(event, AnonymousEvent.Tracked):  # no session, no profile: rules still react to it
+                recorded_now += self._evaluate(state, cursor, recorded, None)
                 continue
             aggregate = self._advance(cursor, event, recorded.position)
             if aggregate is None:

@@ -142,3 +142,11 @@ def test_a_body_that_is_not_json_is_400_at_the_root(server: Server) -> None:
     (error,) = response.json()["errors"]
     assert error["title"] == "Invalid JSON" and error["source"] == {"pointer": "/"}
     assert "character" in error["details"]
+
+
+def test_an_attributes_query_holding_nul_or_a_lone_surrogate_is_400(server: Server) -> None:
+    for query in ['{"n": "\\u0000"}', '{"\\u0000": 1}', '{"n": "\\ud800"}', '{"n": {"m": ["\\udfff"]}}']:
+        response = httpx.get(f"{server.url}/v1/applications/1/events/no_total", headers=MANAGEMENT,
+                             params={"attributesQuery": query}, timeout=30)  # fmt: skip
+        assert response.status_code == 400, (query, response.text)
+        assert response.json()["errors"][0]["source"]["parameter"] == "attributesQuery"

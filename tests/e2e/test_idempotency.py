@@ -50,8 +50,10 @@ def test_the_same_body_serialised_otherwise_is_the_same_request(server: Server) 
     sid, key = f"s-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     url, headers = f"{server.url}/v2/customer_sessions/{sid}", {**HEADERS, "Idempotency-Key": key,
                                                                 "content-type": "application/json"}  # fmt: skip
-    first = httpx.put(url, content=b'{"customerSession": {"profileId": "a", "state": "open"}}', headers=headers)
-    again = httpx.put(url, content=b'{ "customerSession" :{"state":"open",\n "profileId":"a"} }', headers=headers)
+    first = httpx.put(url, content=b'{"customerSession": {"profileId": "a", "state": "open", "cartItems": '
+                      b'[{"sku": "x", "price": 10, "quantity": 1}]}}', headers=headers)  # fmt: skip
+    again = httpx.put(url, content=b'{ "customerSession" :{"state":"open",\n "profileId":"a", "cartItems": '
+                      b'[{"quantity": 1, "price": 10.0, "sku": "x"}]} }', headers=headers)  # fmt: skip
     assert first.status_code == again.status_code == 200
     assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
 

@@ -172,5 +172,9 @@ def test_an_events_attributes_that_sessions_have_become_the_sessions(
     closed = integration.update_customer_session_v2(sid, talon_one.IntegrationRequest(
         customer_session=talon_one.NewCustomerSessionV2(profile_id=pid, state="closed")))  # fmt: skip
     assert [e.effect_type for e in closed.effects] == ["customEffect"]  # and later ones
+    httpx.post(f"{server.url}/v2/events", headers={"Authorization": f"ApiKey-v1 {INTEGRATION_KEY}"}, json={
+        "profileId": pid, "sessionId": sid, "type": pageview, "attributes": {"url": "/later"}})  # fmt: skip
+    after_close = integration.get_customer_session(sid).customer_session.attributes
+    assert after_close == {"url": f"/promo/{pageview}"}  # a closed session's content no longer changes
     httpx.post(f"{server.url}/v1/rules/{rule.json()['id']}/disable",
                headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"})  # fmt: skip

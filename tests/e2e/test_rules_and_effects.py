@@ -407,3 +407,20 @@ def test_a_dry_run_tries_out_the_campaigns_it_names_even_disabled_ones(
     assert track([draft["id"], live["id"]], dry=True) == sorted([draft["id"], live["id"]])
     assert track(None, dry=True) == [live["id"]]
     assert track([draft["id"]], dry=False) == [live["id"]]  # a recorded command runs the live rules
+
+
+def test_rules_react_to_an_event_of_no_customer(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi
+) -> None:
+    """An event naming neither a profile nor a session is evaluated like any other (RULES.md: every recorded
+    event); what needs a customer (points) is a failure reason."""
+    kiosk = f"kiosk_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "n", "number", event_type=kiosk)
+    create_rule(server, {"name": f"hello kiosk {kiosk}", "trigger": [kiosk], "effects": [
+        {"effectType": "showNotification", "props": {"notificationType": "Info", "title": "Hi", "body": "kiosk"}}]})
+    points = create_rule(server, {"name": f"kiosk points {kiosk}", "trigger": [kiosk], "effects": [
+        {"effectType": "addLoyaltyPoints", "props": {"name": "k", "value": 1}}]})
+    answer = integration.track_event_v2(talon_one.IntegrationEventV2Request(
+        type=kiosk, attributes={"n": 1}, response_content=["ruleFailureReasons"]))  # fmt: skip
+    assert [e.effect_type for e in answer.effects] == ["showNotification"]
+    assert [f.campaign_id for f in answer.rule_failure_reasons] == [points["id"]]

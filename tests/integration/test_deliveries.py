@@ -291,3 +291,23 @@ def test_without_any_target_evaluations_are_not_decoded_and_a_target_registered_
     finally:
         app.close()
         drop_database(url)
+
+
+def test_while_a_receiver_is_down_the_next_try_is_its_retry_not_the_deliveries_queued_behind_it(
+    own_rulestream: Rulestream,
+) -> None:
+    """The sender sleeps until the next try: the deliveries waiting behind a failing one of their profile are not
+    due at their own (past) times; counting them kept the sender from ever sleeping."""
+    app = own_rulestream
+    visit = f"visit_{uuid.uuid4().hex[:6]}"
+    app.create_attribute("Event", "n", "number", event_type=visit)
+    RuleBook(app).create({"name": "hi", "trigger": [visit], "effects": [{"effectType": "showNotification", "props": {
+        "notificationType": "Info", "title": "Hi", "body": "visit"}}]}, "test")  # fmt: skip
+    WebhookBook(app, WebhookSecrets(app)).register("http://127.0.0.1:9/down", None, SECRET, None, "test")
+    visits(app, visit, count=3)
+    clock = FakeClock(datetime.now(UTC))
+    deliveries = Deliveries(app, clock, sender=False)
+    catch_up(app, deliveries)
+    deliveries.send_due()  # the first fails; the two behind it wait for it
+    due = deliveries.next_try()
+    assert due is not None and due > clock.now()

@@ -79,3 +79,10 @@ def test_a_worker_makes_no_development_keys_and_keys_list_to_a_pipe_is_whole() -
         assert (name, role, revoked) == ("a", "auditor", "") and created.endswith("+00:00")
     finally:
         drop_database(database)
+
+
+def test_a_port_out_of_range_is_one_line() -> None:
+    for env, args in [({}, ["serve", "--port", "99999"]), ({"RULESTREAM_PORT": "-5"}, ["serve"])]:
+        done = subprocess.run([sys.executable, "-m", "api.cli", *args], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr and "port" in done.stderr.lower(), done.stderr

@@ -63,7 +63,27 @@ def parse_json_object(value: str | None, name: str) -> dict[str, Any] | None:
             f"{name} must be a JSON object",
             [Problem("Invalid query parameter", "not a JSON object", parameter=name)],
         )
+    if not _storable(parsed):  # PostgreSQL's jsonb holds neither
+        raise InvalidInput(
+            f"{name} holds a NUL character or a lone UTF-16 surrogate",
+            [Problem("Invalid query parameter", "a NUL character or a lone surrogate", parameter=name)],
+        )
     return parsed
+
+
+def _storable(value: Any) -> bool:
+    """Whether every string of ``value`` (keys too) is text PostgreSQL can hold."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
 
 
 def _profile_int(key: str | None) -> int | None:
