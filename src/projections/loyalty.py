@@ -31,6 +31,10 @@ BALANCES = Table(
 )
 
 
+SPENDING = frozenset({"deductLoyaltyPoints", "rollbackDeductedLoyaltyPoints"})
+"""Ledger reasons of spending: a deduction (negative) and the return of one (positive)."""
+
+
 class Loyalty(ReadModel):
     model = "loyalty"
     tables = (LEDGER, BALANCES)
@@ -60,8 +64,12 @@ class Loyalty(ReadModel):
                 )
                 total = totals.setdefault(entry["profileId"], [Decimal(0), Decimal(0), Decimal(0), 0, None])
                 total[0] += amount
-                total[1] += max(amount, Decimal(0))
-                total[2] += max(-amount, Decimal(0))
+                # Earned: points added, less those rolled back; spent: points deducted (redeemed), less those
+                # given back. A rollback of earned points is not spending.
+                if entry.get("reason") in SPENDING:
+                    total[2] -= amount
+                else:
+                    total[1] += amount
                 total[3] += 1
                 total[4] = event.timestamp
         if not entries:

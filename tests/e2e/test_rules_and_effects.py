@@ -424,3 +424,21 @@ def test_rules_react_to_an_event_of_no_customer(
         type=kiosk, attributes={"n": 1}, response_content=["ruleFailureReasons"]))  # fmt: skip
     assert [e.effect_type for e in answer.effects] == ["showNotification"]
     assert [f.campaign_id for f in answer.rule_failure_reasons] == [points["id"]]
+
+
+def test_a_customers_earned_and_spent_points_count_rollbacks_against_what_they_undo(
+    server: Server, integration: talon_one.IntegrationApi, management: talon_one.ManagementApi,
+    big_spender_rules: dict[str, int],
+) -> None:
+    redeem = f"redeem_{uuid.uuid4().hex[:6]}"
+    declare(management, "Event", "pts", "number", event_type=redeem)
+    create_rule(server, {"name": f"spend {redeem}", "trigger": [redeem], "effects": [
+        {"effectType": "deductLoyaltyPoints", "props": {"name": "r", "value": {"attr": "event.attributes.pts"}}}]})
+    sid, pid = new_id("s"), new_id("p")
+    items = [talon_one.CartItem(sku="shoe", price=30, quantity=2)]
+    close(integration, sid, pid, items, "closed")  # earns 120
+    integration.track_event_v2(talon_one.IntegrationEventV2Request(profile_id=pid, type=redeem, attributes={"pts": 20}))
+    close(integration, sid, pid, items, "cancelled")  # the 120 are rolled back: not spending
+    customer = httpx.get(f"{server.url}/v1/applications/1/customers/{pid}",
+                         headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}).json()  # fmt: skip
+    assert (customer["loyalty"]["earned"], customer["loyalty"]["spent"], customer["loyalty"]["balance"]) == (0, 20, -20)
