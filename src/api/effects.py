@@ -239,9 +239,11 @@ class EffectsReader:
 
     def settled(self, head: int, timeout: float) -> int:
         """The position a read must see for every write up to ``head`` and the rule policy's evaluations of them:
-        the policy's checkpoint once it has passed ``head`` (waiting at most ``timeout``), else ``head``."""
+        once the policy has passed ``head`` (waiting at most ``timeout``), the log's head then — the evaluations
+        commit with the checkpoint, but not always right after the events they answer (another write may come
+        between), so the checkpoint itself may stop short of them; else ``head``."""
         if self.progress.checkpoint >= head or self.progress.wait(head, timeout):
-            return max(head, self.progress.checkpoint)
+            return max(head, self.app.recorder.max_notification_id() or 0)
         return head
 
     def of(self, outcome: Outcome, evaluable: Sequence[int] | None = None) -> Effects:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,28 +25,33 @@ NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 """A JSON ``\\u0000`` escape (not an escaped backslash followed by ``u0000``)."""
 
 
-SIGNIFICANT_DIGITS = 15
-"""The most significant digits a number may have: what a 64-bit float (Talon.One's numbers, its clients') holds
-exactly. A longer one would be rounded somewhere on its way; it is refused at its pointer instead."""
+EXACT_DIGITS = 15
+"""Every decimal of at most this many significant digits is the shortest text of a 64-bit float (Talon.One's
+numbers, its clients'): such numbers are never checked further."""
 
-SUSPECT = re.compile(rb"[0-9.]{%d,}|\\u[dD][89a-fA-F]" % (SIGNIFICANT_DIGITS + 1))
-"""What a too-precise number or an escaped UTF-16 surrogate (perhaps a lone one) needs in the raw body: bodies
+SUSPECT = re.compile(rb"[0-9.]{%d,}|\\u[dD][89a-fA-F]" % (EXACT_DIGITS + 1))
+"""What an inexact number or an escaped UTF-16 surrogate (perhaps a lone one) needs in the raw body: bodies
 without it (nearly all) are not parsed here."""
 
 
-class _Imprecise(str):
-    """A number token of a body with more than ``SIGNIFICANT_DIGITS`` significant digits."""
+class _Inexact(str):
+    """A number token of a body that no 64-bit float stands for."""
 
 
 def _number(token: str) -> Any:
-    mantissa = token.lstrip("-").lower().split("e")[0]
-    return _Imprecise(token) if len(mantissa.replace(".", "").strip("0")) > SIGNIFICANT_DIGITS else 0
+    """``token`` unless a 64-bit float reads it as a number of another text: what a client computed in floating
+    point (``30.000000000000004``) is exact, ``0.1000000000000000055511`` or ``2**64 + 1`` written out is not."""
+    try:
+        exact = Decimal(token) == Decimal(repr(float(token)))
+    except (ArithmeticError, ValueError):
+        exact = False
+    return 0 if exact else _Inexact(token)
 
 
 def body_problems(body: bytes) -> list[dict[str, Any]]:
-    """The numbers of a JSON body that have more significant digits than a number holds exactly, and its strings
-    (keys included) with a lone UTF-16 surrogate, each as an ``ErrorResponse`` error at its pointer. A body
-    that is not JSON has none: the endpoint refuses it with its own message."""
+    """The numbers of a JSON body that no 64-bit float stands for exactly (they would be rounded on their way), and
+    its strings (keys included) with a lone UTF-16 surrogate, each as an ``ErrorResponse`` error at its pointer.
+    A body that is not JSON has none: the endpoint refuses it with its own message."""
     if not SUSPECT.search(body):
         return []
     try:
@@ -58,9 +64,9 @@ def body_problems(body: bytes) -> list[dict[str, Any]]:
 
 
 def _inspect(value: Any, where: str, problems: list[dict[str, Any]]) -> None:
-    if isinstance(value, _Imprecise):
-        details = (f"{value} has more than {SIGNIFICANT_DIGITS} significant digits, more than a number holds "
-                   "exactly; send it rounded, or as a string")  # fmt: skip
+    if isinstance(value, _Inexact):
+        details = (f"{value} is not a number a 64-bit float holds exactly (at most 15 to 17 significant digits); "
+                   "send it rounded, or as a string")  # fmt: skip
         problems.append({"title": "Number too precise", "details": details, "source": {"pointer": where or "/"}})
     elif isinstance(value, str):
         if not _unicode(value):

@@ -150,3 +150,12 @@ def test_an_attributes_query_holding_nul_or_a_lone_surrogate_is_400(server: Serv
                              params={"attributesQuery": query}, timeout=30)  # fmt: skip
         assert response.status_code == 400, (query, response.text)
         assert response.json()["errors"][0]["source"]["parameter"] == "attributesQuery"
+
+
+def test_a_price_computed_in_floating_point_is_taken_as_sent(server: Server) -> None:
+    body = b'{"customerSession": {"cartItems": [{"sku": "a", "price": 0.30000000000000004, "quantity": 1}, ' \
+           b'{"sku": "b", "price": 30.000000000000004, "quantity": 2}]}}'  # fmt: skip
+    response = httpx.put(f"{server.url}/v2/customer_sessions/h-{uuid.uuid4().hex[:8]}", content=body,
+                         headers={**HEADERS, "content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["customerSession"]["cartItemTotal"] == 60.30000000000001  # 60.300000000000008 exactly

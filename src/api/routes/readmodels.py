@@ -55,6 +55,11 @@ def _application(application_id: int) -> None:
         raise NotFound(f"no application {application_id} (Rulestream has one, with id {APPLICATION_ID})")
 
 
+EVALUATED = frozenset({"events_log", "effects", "loyalty"})
+"""Read models that show the rule policy's evaluations: a read of them waits for the policy too (sessions and
+profiles do not: a stopped policy would slow every read of them for nothing)."""
+
+
 def _read(
     app: Rulestream, effects: EffectsReader, application_id: int, names: Sequence[str], min_position: int | None
 ) -> dict[str, str]:
@@ -63,7 +68,8 @@ def _read(
     _application(application_id)
     status.ensure(app)
     timeout = status.IMPLICIT_WAIT_SECONDS if min_position is None else status.DEFAULT_WAIT_SECONDS
-    reached, target = status.wait_for_position(app, list(names), min_position, timeout, effects.settled)
+    settle = effects.settled if EVALUATED.intersection(names) else None
+    reached, target = status.wait_for_position(app, list(names), min_position, timeout, settle)
     headers = {"Rulestream-Checkpoint": str(reached)}
     if reached < target:
         headers["Rulestream-Stale"] = "true"

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 MAX_CART_ITEMS = 1000
 MAX_TOTAL_QUANTITY = 10_000
 
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=30, decimal_places=10)]
+Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=40, decimal_places=20)]
+"""Up to 20 digits before the point and 20 after: a price a client computed in floating point
+(``0.1 + 0.2`` = ``0.30000000000000004``) is taken as sent; totals add them exactly."""
 Id = Annotated[StrictStr, Field(max_length=1000)]
 SessionState = Literal["open", "closed", "partially_returned", "cancelled"]
 SessionContent = Literal[
