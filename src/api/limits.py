@@ -8,7 +8,9 @@ import json
 import re
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote
 
+from pydantic import AfterValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.wire.json import dumps
@@ -92,6 +94,29 @@ def _unicode(text: str) -> bool:
     return True
 
 
+ENCODED_SLASH = "\ue000"
+"""What a "/" sent as ``%2F`` inside a path segment is while the request is routed (a private-use character):
+the server decodes ``%2F`` before routing, and an id such as ``order-1/reopen`` would otherwise be read as the
+reopen endpoint of ``order-1``. ``SLASHES`` turns it back in the id parameters."""
+
+
+def _restore_slashes(value: str) -> str:
+    return value.replace(ENCODED_SLASH, "/")
+
+
+SLASHES = AfterValidator(_restore_slashes)
+"""For the path parameters that are integration ids (Talon.One's ids may hold "/")."""
+
+
+def _routed_path(scope: Scope) -> Scope:
+    """The scope to route: its path with each encoded slash kept apart from the path's own slashes."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None or b"%2f" not in raw.lower():
+        return scope
+    text = raw.decode("latin-1").replace("%2F", "%EE%80%80").replace("%2f", "%EE%80%80")  # U+E000 in UTF-8
+    return {**scope, "path": unquote(text)}
+
+
 class RequestChecks:
     """The edge's checks of a request, before anything else reads it:
 
@@ -119,6 +144,7 @@ class RequestChecks:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 await self._refuse(send)
                 return
+        scope = _routed_path(scope)
         query: bytes = scope.get("query_string", b"")
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
             await _refuse_nul(send, "the path or query")

@@ -166,13 +166,22 @@ def test_ids_with_a_slash_work_through_the_sdk(integration: talon_one.Integratio
     returned = integration.return_cart_items(sid, talon_one.ReturnIntegrationRequest.from_dict(
         {"return": {"returnedCartItems": [{"position": 0, "quantity": 1}]}}))  # fmt: skip
     assert returned.customer_session.state == "partially_returned"
-    reopen_target = f"orders/{new_id('s')}/2"
+    reopen_target = f"orders/{new_id('s')}/reopen"  # an id ending like the reopen endpoint is still an id
     integration.update_customer_session_v2(reopen_target, session_request(pid, state="closed"))
+    assert integration.get_customer_session(reopen_target).customer_session.state == "closed"
     assert integration.reopen_customer_session(reopen_target).effects == []
     assert integration.get_customer_session(reopen_target).customer_session.state == "open"
     profile = integration.update_customer_profile_v2(pid, talon_one.CustomerProfileIntegrationRequestV2(
         response_content=["customerProfile"]), run_rule_engine=True)  # fmt: skip
     assert profile.customer_profile.integration_id == pid
+    import httpx
+
+    from tests.conftest import MANAGEMENT_KEY
+
+    config = integration.api_client.configuration
+    history = httpx.get(f"{config.host}/v1/audit/sessions/{sid.replace('/', '%2F')}/history",
+                        headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}).json()  # fmt: skip
+    assert [e["type"] for e in history["data"]][:2] == ["talon_session_created", "talon_session_closed"]
 
 
 def test_a_cancel_naming_another_profile_still_takes_the_sale_from_the_owner(

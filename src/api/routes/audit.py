@@ -15,7 +15,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ApplicationDep, AuditorKey
-from api.limits import MAX_INT
+from api.limits import MAX_INT, SLASHES
 from api.wire import talon
 from api.wire.json import FastJSONResponse
 from domain.application import profile_id, session_id
@@ -42,9 +42,9 @@ def _named(stream: UUID, name: str) -> Iterator[None]:
         raise NotFound(str(missing).replace(f"stream {stream}", name)) from None
 
 
-@router.get("/sessions/{integrationId:path}/history", summary="History of a customer session")
+@router.get("/sessions/{integrationId}/history", summary="History of a customer session")
 def session_history(
-    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],
+    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES],
     app: ApplicationDep,
     _: AuditorKey,
     after: After = 0,
@@ -58,9 +58,9 @@ def session_history(
         return FastJSONResponse(AuditLog(app).history(session_id(integration_id), after, limit).to_json())
 
 
-@router.get("/profiles/{integrationId:path}/history", summary="History of a customer profile")
+@router.get("/profiles/{integrationId}/history", summary="History of a customer profile")
 def profile_history(
-    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],
+    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES],
     app: ApplicationDep,
     _: AuditorKey,
     after: After = 0,
@@ -73,9 +73,9 @@ def profile_history(
         return FastJSONResponse(AuditLog(app).profile_history(integration_id, after, limit).to_json())
 
 
-@router.get("/sessions/{integrationId:path}/state", summary="A customer session as it was")
+@router.get("/sessions/{integrationId}/state", summary="A customer session as it was")
 def session_state(
-    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],
+    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES],
     app: ApplicationDep,
     _: AuditorKey,
     at: Annotated[

@@ -7,15 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from api.deps import ApplicationDep, CorrelationId, IntegrationKey
+from api.limits import SLASHES
 from api.shredding import erase_keys
 from domain.base import recording
 
 router = APIRouter(tags=["Integration API"])
 
-ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)]
+ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES]
 
 
-@router.delete("/v1/customer_data/{integrationId:path}", status_code=204, response_class=Response)
+@router.delete("/v1/customer_data/{integrationId}", status_code=204, response_class=Response)
 def delete_customer_data(
     integration_id: ProfileId, app: ApplicationDep, key: IntegrationKey, correlation: CorrelationId
 ) -> Response:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from api.deps import ApplicationDep, CorrelationId, EffectsDep, IntegrationKey, LoyaltyDep
 from api.direct import DirectRoute
 from api.effects import Effects
+from api.limits import SLASHES
 from api.wire import talon
 from api.wire.content import extras
 from api.wire.integration import (
@@ -25,8 +26,8 @@ from domain.session import ReturnedItem
 
 router = APIRouter(tags=["Integration API"], default_response_class=FastJSONResponse, route_class=DirectRoute)
 
-SessionId = Annotated[str, Path(alias="customerSessionId", min_length=1, max_length=1000)]
-ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)]
+SessionId = Annotated[str, Path(alias="customerSessionId", min_length=1, max_length=1000), SLASHES]
+ProfileId = Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES]
 Dry = Annotated[bool, Query(description="Evaluate and answer as if the write happened, recording nothing.")]
 
 
@@ -95,9 +96,7 @@ def _state(
     return FastJSONResponse(body, headers=headers)
 
 
-# Ids may hold "/" (the SDK sends it as %2F, which the server decodes before routing): the ids are ``path``
-# parameters, and the reopen route comes before the update's, which would otherwise take ".../{id}/reopen".
-@router.put("/v2/customer_sessions/{customerSessionId:path}/reopen", summary="Reopen customer session")
+@router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
 def reopen_customer_session(
     customer_session_id: SessionId,
     app: ApplicationDep,
@@ -113,7 +112,7 @@ def reopen_customer_session(
     return FastJSONResponse({"effects": found.effects}, headers=headers)
 
 
-@router.put("/v2/customer_sessions/{customerSessionId:path}", summary="Update customer session")
+@router.put("/v2/customer_sessions/{customerSessionId}", summary="Update customer session")
 def update_customer_session(
     customer_session_id: SessionId,
     body: IntegrationRequest,
@@ -136,7 +135,7 @@ def update_customer_session(
     return _state(outcome, found, body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
-@router.get("/v2/customer_sessions/{customerSessionId:path}", summary="Get customer session")
+@router.get("/v2/customer_sessions/{customerSessionId}", summary="Get customer session")
 def get_customer_session(
     customer_session_id: SessionId, app: ApplicationDep, _: IntegrationKey, loyalty: LoyaltyDep
 ) -> Any:
@@ -146,7 +145,7 @@ def get_customer_session(
     return FastJSONResponse({"customerSession": talon.customer_session(session), "effects": current})
 
 
-@router.post("/v2/customer_sessions/{customerSessionId:path}/returns", summary="Return cart items")
+@router.post("/v2/customer_sessions/{customerSessionId}/returns", summary="Return cart items")
 def return_cart_items(
     customer_session_id: SessionId,
     body: ReturnIntegrationRequest,
@@ -164,7 +163,7 @@ def return_cart_items(
     return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
 
 
-@router.put("/v2/customer_profiles/{integrationId:path}", summary="Update customer profile")
+@router.put("/v2/customer_profiles/{integrationId}", summary="Update customer profile")
 def update_customer_profile(
     integration_id: ProfileId,
     body: CustomerProfileIntegrationRequest,

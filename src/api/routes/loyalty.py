@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from api.deps import ApplicationDep, EffectsDep, IntegrationKey, LoyaltyDep
+from api.limits import SLASHES
 from api.wire.json import FastJSONResponse
 from domain.effects import LOYALTY_PROGRAM_ID
 from domain.errors import NotFound
@@ -16,11 +17,11 @@ router = APIRouter(tags=["Loyalty"], default_response_class=FastJSONResponse)
 
 
 @router.get(
-    "/v1/loyalty_programs/{loyaltyProgramId}/profile/{integrationId:path}/balances", summary="Get loyalty balances"
+    "/v1/loyalty_programs/{loyaltyProgramId}/profile/{integrationId}/balances", summary="Get loyalty balances"
 )
 def get_loyalty_balances(
     loyalty_program_id: Annotated[int, Path(alias="loyaltyProgramId")],
-    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000)],
+    integration_id: Annotated[str, Path(alias="integrationId", min_length=1, max_length=1000), SLASHES],
     loyalty: LoyaltyDep,
     effects: EffectsDep,
     app: ApplicationDep,

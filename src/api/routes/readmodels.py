@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import ApplicationDep, AuditorKey, EffectsDep, ManagementKey
 from api.effects import EffectsReader
 from api.errors import respond
-from api.limits import MAX_INT
+from api.limits import MAX_INT, SLASHES
 from api.wire import readmodels as wire
 from api.wire.json import FastJSONResponse
 from api.wire.talon import APPLICATION_ID
@@ -181,13 +181,13 @@ def list_sessions(
 
 
 @router.get(
-    "/v1/applications/{applicationId}/sessions/{sessionId:path}",
+    "/v1/applications/{applicationId}/sessions/{sessionId}",
     tags=["Customer data"],
     summary="One customer session",
 )
 def get_session(
     app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
-    session_id: Annotated[str, Path(alias="sessionId", description="Internal id, or the integration id")],
+    session_id: Annotated[str, Path(alias="sessionId", description="Internal id, or the integration id"), SLASHES],
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """``ApplicationSession`` by internal id (``ManagementApi.get_application_session``) or integration id."""
@@ -199,13 +199,13 @@ def get_session(
 
 
 @router.get(
-    "/v1/applications/{applicationId}/customers/{customerId:path}/ledger",
+    "/v1/applications/{applicationId}/customers/{customerId}/ledger",
     tags=["Customer data"],
     summary="A customer's loyalty ledger",
 )
 def get_ledger(
     app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
-    customer_id: Annotated[str, Path(alias="customerId", description="The profile's integration id")],
+    customer_id: Annotated[str, Path(alias="customerId", description="The profile's integration id"), SLASHES],
     page_size: PageSize = 1000,
     after: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Cursor: entries after this position")] = None,
     min_position: MinPosition = None,
@@ -224,13 +224,13 @@ def get_ledger(
 
 
 @router.get(
-    "/v1/applications/{applicationId}/customers/{customerId:path}",
+    "/v1/applications/{applicationId}/customers/{customerId}",
     tags=["Customer data"],
     summary="One customer profile, with its loyalty balance",
 )
 def get_customer(
     app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
-    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id")],
+    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id"), SLASHES],
     min_position: MinPosition = None,
 ) -> Any:  # fmt: skip
     """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
