@@ -36,6 +36,7 @@ from .language import (
     RuleDefinition,
     Sub,
 )  # fmt: skip
+from .operators import as_number, as_time
 from .paths import Scope, resolve
 
 Ptr = tuple[str | int, ...]
@@ -174,7 +175,7 @@ class _Checker:
             else:
                 low = self.value(type_, value[0], (*at, "value", 0))
                 high = self.value(type_, value[1], (*at, "value", 1))
-                if low is not None and high is not None and low > high:  # never true: a wrong rule, not a false one
+                if _above(type_, low, high):  # never true: a wrong rule, not a false one
                     self.refuse((*at, "value"), f"between needs [min, max]: {value[0]} is above {value[1]}")
         elif op in ("in", "notIn"):
             if type_ in LIST_TYPES:
@@ -224,3 +225,12 @@ class _Checker:
         type_ = self.path_type(path, at, "rule", self.triggers)
         if type_ not in (None, NUMBER):
             self.refuse(at, f"arithmetic needs a number, {path!r} is {type_}")
+
+
+def _above(type_: str, low: Any, high: Any) -> bool:
+    """Whether ``low`` is above ``high``, compared as evaluation compares them (times as times, not as text)."""
+    if type_ == TIME:
+        times = as_time(low), as_time(high)
+        return times[0] is not None and times[1] is not None and times[0] > times[1]
+    numbers = as_number(low), as_number(high)
+    return numbers[0] is not None and numbers[1] is not None and numbers[0] > numbers[1]

@@ -207,3 +207,9 @@ def test_every_problem_is_reported_at_once() -> None:
         "/trigger/0",
         "/condition/attr",
     ]
+
+
+def test_between_times_is_ordered_as_times_not_as_text() -> None:
+    close = ["2026-01-01T10:00:00Z", "2026-01-01T10:00:00.5Z"]  # as normalised text the first sorts above
+    check_rule(definition(condition={"attr": "profile.attributes.birthday", "op": "between", "value": close}),
+               FakeCatalog())  # fmt: skip
