@@ -28,7 +28,8 @@ from types import FrameType
 
 import psycopg
 import uvicorn
-from eventsourcing.persistence import PersistenceError as StoreError
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -257,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as error:
         console.print(f"[red]error:[/] {error.message}")
         return 2
-    except (psycopg.Error, StoreError) as error:  # no traceback for a database that is away or a URL that is wrong
+    except (psycopg.OperationalError, psycopg.InterfaceError, StoreOperationalError, StoreInterfaceError) as error:
+        # The database is away, refuses us, or is not where the URL says: one line, no traceback (a bug's
+        # error, e.g. a ProgrammingError, still shows its traceback).
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         console.print(f"[red]error:[/] the database: {escape(reason)}", soft_wrap=True, highlight=False)
         return 1

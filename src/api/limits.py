@@ -86,6 +86,11 @@ def _inspect(value: Any, where: str, problems: list[dict[str, Any]]) -> None:
             _inspect(item, at, problems)
 
 
+def is_text(text: str) -> bool:
+    """Whether ``text`` is Unicode every store of ours can hold: no lone UTF-16 surrogate, no NUL."""
+    return "\x00" not in text and _unicode(text)
+
+
 def _unicode(text: str) -> bool:
     try:
         text.encode()

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlencode
 
+import psycopg
 from platformdirs import user_data_dir
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASIC_PARAMETERS = frozenset({"dbname", "host", "port", "user", "password"})
+SECRET_PARAMETERS = frozenset({"sslpassword"})
+"""Parameters a URL printed without its password leaves out too."""
 LIBPQ_VARIABLES = {
     "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
     "sslcrl": "PGSSLCRL", "sslcompression": "PGSSLCOMPRESSION", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
@@ -70,6 +73,16 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_connection_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                conninfo_to_dict(value.replace("postgresql+psycopg://", "postgresql://", 1))
+            except psycopg.ProgrammingError as error:  # libpq's own words: "missing "=" after ..."
+                raise ValueError(f"not a PostgreSQL connection URL: {error}") from None
+        return value
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.environment == "production":
@@ -116,14 +129,15 @@ class Settings(BaseSettings):
     def export_connection_options(self) -> None:
         """Make every connection of this process (and its children) take the URL's libpq parameters, through
         libpq's own environment variables (``PGSSLMODE``, ...): the library's pools connect with the five basic
-        parameters only. A variable already set wins; a parameter that has none reaches the first connections
-        only, and says so."""
+        parameters only. The URL wins over a variable already set (it is the explicit setting: a stray
+        ``PGSSLMODE=prefer`` must not weaken its ``sslmode=verify-full``); a parameter without a variable reaches
+        the first connections only, and says so."""
         for name, value in self.connection_options.items():
             variable = LIBPQ_VARIABLES.get(name)
             if variable is None:
                 logging.getLogger("rulestream").warning("DATABASE_URL: '%s' reaches no pooled connection", name)
             else:
-                os.environ.setdefault(variable, value)
+                os.environ[variable] = value
 
     def url(self, *, password: bool = True) -> str:
         """The database as a ``postgresql://`` URL for psql and other tools (a socket folder in ?host=), with the
@@ -133,7 +147,7 @@ class Settings(BaseSettings):
         if password and info.get("password"):
             auth += ":" + quote(info["password"], safe="")
         dbname = quote(info["dbname"], safe="")
-        options = self.connection_options
+        options = {k: v for k, v in self.connection_options.items() if password or k not in SECRET_PARAMETERS}
         if info["host"].startswith("/"):
             query = urlencode({"host": info["host"], "port": info["port"], **options}, safe="/", quote_via=quote)
             return f"postgresql://{auth}@/{dbname}?{query}"

@@ -219,14 +219,14 @@ def answered(evaluations: Sequence[tuple[Sequence[Effect], Sequence[Effect]]]) -
     last: dict[int, int] = {}
     for i, (effects, failures) in enumerate(evaluations):
         for effect in effects:
-            if not effect["effectType"].startswith("rollback"):
+            if effect["effectType"] not in ROLLBACK_TYPES:
                 last[effect["campaignId"]] = i
         for failure in failures:
             if lapses(failure.get("conditionIndex"), failure.get("effectIndex")) or failure["campaignID"] not in last:
                 last[failure["campaignID"]] = i
     answer: list[Effect] = [
         e for i, (effects, _) in enumerate(evaluations) for e in effects
-        if e["effectType"].startswith("rollback") or last.get(e["campaignId"]) == i
+        if e["effectType"] in ROLLBACK_TYPES or last.get(e["campaignId"]) == i
     ]  # fmt: skip
     fired = {e["campaignId"] for e in answer}
     reasons = {f["campaignID"]: f for i, (_, failures) in enumerate(evaluations) for f in failures

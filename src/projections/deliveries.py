@@ -68,10 +68,18 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending
     ON webhook_deliveries (webhook_id, order_key, delivery_id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_next ON webhook_deliveries (next_try_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_listed ON webhook_deliveries (webhook_id, delivery_id);
 CREATE TABLE IF NOT EXISTS webhook_attempts (
     delivery_id bigint NOT NULL, attempt int NOT NULL, at timestamptz NOT NULL, status int, error text,
     PRIMARY KEY (delivery_id, attempt));
 """
+
+HEADS = (
+    "(SELECT DISTINCT ON (webhook_id, order_key) * FROM webhook_deliveries WHERE status = 'pending' "
+    "ORDER BY webhook_id, order_key, delivery_id)"
+)
+"""The first pending delivery of each profile (``order_key``) and webhook: the only ones that may be sent (each
+profile's effects go in order)."""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -260,18 +268,14 @@ class Deliveries(Follower):
         webhook (``_due``'s choice). A delivery waiting behind an earlier one of its profile is not due at its
         own time, which is past already: counted, it made the sender spin while a receiver was down."""
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT min(next_try_at) AS at FROM (SELECT DISTINCT ON (webhook_id, order_key) next_try_at "
-                "FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id, order_key, delivery_id) heads"
-            )
+            cursor.execute(f"SELECT min(next_try_at) AS at FROM {HEADS} heads")
             row = cursor.fetchone()
         return row["at"] if row else None
 
     def _due(self, now: datetime) -> list[dict[str, Any]]:
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(
-                "SELECT d.*, t.url, s.secret FROM (SELECT DISTINCT ON (webhook_id, order_key) * "
-                "FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id, order_key, delivery_id) d "
+                f"SELECT d.*, t.url, s.secret FROM {HEADS} d "
                 f"JOIN webhook_targets t USING (webhook_id) "
                 f"LEFT JOIN {SECRETS} s ON s.secret_id = t.secret_id "
                 "WHERE d.next_try_at <= %s ORDER BY d.delivery_id LIMIT %s",

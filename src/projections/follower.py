@@ -298,7 +298,7 @@ class FollowerRunner:
 
     def _elect(self, elections: Elections) -> Lease | None:
         """Wait until this runner holds its follower's election lock (``None``: stopped first)."""
-        key = (FOLLOWER_LOCK, lock_key(f"rulestream-follower:{self.follower.name}"))
+        key = (FOLLOWER_LOCK, follower_lock_key(self.follower.name))
         while not self.stopping.is_set():
             lease = elections.try_acquire(key)
             if lease is not None:
@@ -512,6 +512,11 @@ def topic_of(topic: str, classes: tuple[type, ...]) -> bool:
 
 FOLLOWER_LOCK = 7_001
 """First key of the advisory locks that elect followers (the second is ``lock_key`` of the name)."""
+
+
+def follower_lock_key(name: str) -> int:
+    """The second key of the advisory lock that elects the follower ``name`` (``FOLLOWER_LOCK`` the first)."""
+    return lock_key(f"rulestream-follower:{name}")
 
 
 def lock_key(text: str) -> int:

@@ -3,7 +3,7 @@
 
 A value ``orjson`` refuses (an integer beyond 64 bits, a string that is not valid UTF-8, a type it does not
 know) goes through ``json.dumps`` as before, and is written or fails as before. ``jsonb`` keeps no formatting,
-so the two writers store the same values.
+so the two writers store the same values. ``exact`` is the same pair of writers for answers and webhook bodies.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ OPTIONS = orjson.OPT_NON_STR_KEYS
 """Keys that are not strings become strings, as ``json.dumps`` makes them."""
 
 
-def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes | str:
-    """``value`` as JSON; ``default`` turns what neither writer knows into what they do (``json.dumps``'s)."""
-    try:
-        return orjson.dumps(value, default=default, option=OPTIONS)
-    except TypeError:  # orjson.JSONEncodeError included
-        return json.dumps(value, default=default)
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``value`` as JSON for a ``jsonb`` parameter; ``default`` turns what neither writer knows into what they do."""
+    return exact(value, default or _unknown, OPTIONS)
+
+
+def _unknown(value: Any) -> Any:
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def exact(value: Any, default: Callable[[Any], Any], option: int = 0) -> bytes:
@@ -38,7 +39,7 @@ def exact(value: Any, default: Callable[[Any], Any], option: int = 0) -> bytes:
     sum of large prices must not turn an answer into an error."""
     try:
         return orjson.dumps(value, default=default, option=option)
-    except TypeError:
+    except TypeError:  # orjson.JSONEncodeError included
         utc_z = bool(option & orjson.OPT_UTC_Z)
         return json.dumps(
             value, default=lambda v: _native(v, default, utc_z), separators=(",", ":"), ensure_ascii=False

@@ -14,8 +14,8 @@ from projections.follower import (
     LAG_EVENTS,
     LAG_SECONDS,
     READERS_CHANNEL,
+    follower_lock_key,
     lag_of,
-    lock_key,
 )
 from projections.readmodel import POINTERS, REBUILD_SUFFIX, ensure_schema
 from projections.rebuild import REBUILD_LOCK, rebuild_lock_key
@@ -122,7 +122,7 @@ def status(app: Rulestream) -> list[dict[str, Any]]:
                 f"{HELD} AS rebuilding, {HELD} AS running "
                 f"FROM {POINTERS} p WHERE p.name = %s",
                 (REBUILD_SUFFIX, REBUILD_LOCK, rebuild_lock_key(name), FOLLOWER_LOCK,
-                 lock_key(f"rulestream-follower:{name}"), name),  # fmt: skip
+                 follower_lock_key(name), name),  # fmt: skip
             )
             row = cursor.fetchone() or {}
             position = int(row.get("checkpoint") or 0)

@@ -39,7 +39,8 @@ def test_the_urls_libpq_parameters_reach_every_connection_and_the_printed_url() 
 
 def test_a_url_parameter_libpq_does_not_know_is_one_line_of_error() -> None:
     done = run("postgresql://postgres@127.0.0.1:5432/x?no_such_thing=1", "-m", "api.cli", "keys", "list")
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr  # a setting's error
+    assert done.stderr.startswith("error: database_url: ") and "no_such_thing" in done.stderr
 
 
 def test_a_bad_setting_is_one_line_without_its_value() -> None:

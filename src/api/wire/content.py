@@ -13,15 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from api.wire.talon import APPLICATION_ID
+from api.wire.talon import ACCOUNT_ID, APPLICATION_ID
 from domain.application import Outcome, Rulestream, profile_id, session_id
 from domain.base import int_id
 from domain.errors import NotFound
 from domain.rulebook import RuleBook
 from domain.session import CustomerSession
+from domain.settlement import POINT_EFFECTS, ROLLBACK_TYPES
 from projections.audit.log import AuditLog
 
-ACCOUNT_ID = 1
 USER_ID = 1
 EMPTY = ("coupons", "awardedGiveaways")
 """Contents Rulestream has nothing of."""
@@ -47,7 +47,7 @@ def triggered_campaigns(app: Rulestream, effects: Iterable[Mapping[str, Any]]) -
     """``Campaign`` of each rule whose effects the answer carries (rollbacks are not a rule firing), in order."""
     fired: dict[int, int] = {}
     for effect in effects:
-        if not str(effect["effectType"]).startswith("rollback"):
+        if effect["effectType"] not in ROLLBACK_TYPES:
             fired.setdefault(int(effect["campaignId"]), int(effect["rulesetId"]))
     book = RuleBook(app)
     campaigns: list[dict[str, Any]] = []
@@ -71,8 +71,7 @@ def triggered_campaigns(app: Rulestream, effects: Iterable[Mapping[str, Any]]) -
 
 
 def _earns_points(definition: Mapping[str, Any]) -> bool:
-    kinds = {e.get("effectType") for e in definition.get("effects") or []}
-    return bool(kinds & {"addLoyaltyPoints", "deductLoyaltyPoints"})
+    return any(e.get("effectType") in POINT_EFFECTS for e in definition.get("effects") or [])
 
 
 def returns_of(app: Rulestream, session: CustomerSession) -> list[dict[str, Any]]:

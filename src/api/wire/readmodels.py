@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from api.limits import is_text
 from api.wire.talon import ACCOUNT_ID, APPLICATION_ID
 from domain.application import profile_id, session_id
 from domain.base import int_id
@@ -63,7 +64,11 @@ def parse_json_object(value: str | None, name: str) -> dict[str, Any] | None:
             f"{name} must be a JSON object",
             [Problem("Invalid query parameter", "not a JSON object", parameter=name)],
         )
-    if not _storable(parsed):  # PostgreSQL's jsonb holds neither
+    try:
+        storable = _storable(parsed)
+    except RecursionError:  # nested deeper than a query is worth
+        storable = False
+    if not storable:  # PostgreSQL's jsonb holds neither
         raise InvalidInput(
             f"{name} holds a NUL character or a lone UTF-16 surrogate",
             [Problem("Invalid query parameter", "a NUL character or a lone surrogate", parameter=name)],
@@ -74,13 +79,9 @@ def parse_json_object(value: str | None, name: str) -> dict[str, Any] | None:
 def _storable(value: Any) -> bool:
     """Whether every string of ``value`` (keys too) is text PostgreSQL can hold."""
     if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
+        return is_text(value)
     if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
+        return all(is_text(k) and _storable(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_storable(v) for v in value)
     return True

@@ -81,11 +81,12 @@ def test_verify_reports_the_altered_event_by_stream_and_version(
 
 def test_a_database_that_is_away_or_a_wrong_url_is_one_line_not_a_traceback() -> None:
     for url, args in [("postgresql://postgres@127.0.0.1:1/nowhere", ("keys", "list")),
-                      ("postgresql://postgres@127.0.0.1:1/nowhere", ("audit", "verify")),
-                      ("not a url", ("db", "url"))]:  # fmt: skip
+                      ("postgresql://postgres@127.0.0.1:1/nowhere", ("audit", "verify"))]:  # fmt: skip
         done = rulestream(url, *args)
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr.startswith("error: the database: ") and "Traceback" not in done.stderr, done.stderr
+    wrong = rulestream("not a url", "db", "url")  # a setting that is not one: refused as settings are
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: database_url: "), wrong.stderr
 
 
 def test_exporting_a_session_or_profile_that_does_not_exist_is_an_error(audit_url: str) -> None:
