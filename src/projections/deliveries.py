@@ -40,7 +40,7 @@ from domain.application import Rulestream
 from domain.clock import Clock, SystemClock
 from domain.effects import Evaluation, numeric
 from domain.webhooks import Webhook
-from projections.connections import shared
+from projections.connections import Subscription, shared
 from projections.follower import GATHER_SECONDS, Follower, Recorded, topic_of
 from projections.jsonb import exact
 from projections.webhook_secrets import TABLE as SECRETS
@@ -148,6 +148,8 @@ class Deliveries(Follower):
         nowhere, and neither can the next batch's, unless that batch registers one."""
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self._wake: Subscription | None = None
+        """What the alarm or sender sleeps on between tries (``stop`` wakes it)."""
         self.datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
 
     # -- Follower: queue what each receiver gets ------------------------------------------------------
@@ -176,6 +178,8 @@ class Deliveries(Follower):
 
     def stop(self, timeout: float = 0.0) -> None:
         self.stopping.set()
+        if self._wake is not None:  # it may be sleeping until the next try: now, not then
+            self._wake.event.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -345,7 +349,7 @@ class Deliveries(Follower):
     def _send(self) -> None:
         # Woken by the process's one listening connection (``projections.connections``), not one of its own.
         with shared(self.datastore) as (_, notifier):
-            wake = notifier.subscribe(CHANNEL)
+            wake = self._wake = notifier.subscribe(CHANNEL)
             try:
                 while not self.stopping.is_set():
                     self.send_due()

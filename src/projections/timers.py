@@ -31,7 +31,7 @@ from psycopg.rows import DictRow
 from domain.application import Rulestream
 from domain.clock import Clock, SystemClock
 from domain.delays import Delay
-from projections.connections import shared
+from projections.connections import Subscription, shared
 from projections.follower import GATHER_SECONDS, Follower, Recorded
 
 log = logging.getLogger("rulestream.timers")
@@ -60,6 +60,8 @@ class Timers(Follower):
         self.alarm = alarm
         self._alarm: threading.Thread | None = None
         self.stopping = threading.Event()
+        self._wake: Subscription | None = None
+        """What the alarm or sender sleeps on between tries (``stop`` wakes it)."""
         recorder: Any = app.recorder
         self.datastore = recorder.datastore
         self.events_table: str = recorder.events_table_name
@@ -91,6 +93,8 @@ class Timers(Follower):
 
     def stop(self, timeout: float = 0.0) -> None:
         self.stopping.set()
+        if self._wake is not None:  # it may be sleeping until the next try: now, not then
+            self._wake.event.set()
         if self._alarm is not None and self._alarm is not threading.current_thread():
             self._alarm.join(timeout)
 
@@ -157,7 +161,7 @@ class Timers(Follower):
     def _ring(self) -> None:
         # Woken by the process's one listening connection (``projections.connections``), not one of its own.
         with shared(self.datastore) as (_, notifier):
-            wake = notifier.subscribe(CHANNEL)
+            wake = self._wake = notifier.subscribe(CHANNEL)
             try:
                 while not self.stopping.is_set():
                     self.fire_due()
