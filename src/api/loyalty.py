@@ -55,13 +55,14 @@ class LoyaltyReader:
         }
         return {"programs": {str(LOYALTY_PROGRAM_ID): {**PROGRAM, "ledger": ledger}}}
 
-    def balances(self, profile_id: str) -> dict[str, Any]:
-        """Talon.One's ``LoyaltyBalancesWithTiers``."""
+    def balances(self, profile_id: str, spent: Decimal = Decimal(0)) -> dict[str, Any]:
+        """Talon.One's ``LoyaltyBalancesWithTiers`` (``spent``: what the profile redeemed, as the loyalty read
+        model counts it)."""
         active, pending = self.balance(profile_id)
         balance = {
             "activePoints": max(active, Decimal(0)),
             "pendingPoints": pending,
-            "spentPoints": 0,
+            "spentPoints": spent,
             "expiredPoints": 0,
             "negativePoints": -active if active < 0 else Decimal(0),
         }

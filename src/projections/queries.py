@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -180,6 +181,12 @@ def profile(app: Rulestream, key: str) -> dict[str, Any] | None:
     if not rows:
         rows = fetch(app, base + "p.integration_id = %s", [key])
     return rows[0] if rows else None
+
+
+def spent(app: Rulestream, profile_key: str) -> Decimal:
+    """The points a profile spent (deducted, less those given back), from the loyalty read model."""
+    rows = fetch(app, "SELECT spent FROM rs_loyalty_balances WHERE profile = %s", [profile_key])
+    return Decimal(rows[0]["spent"]) if rows and rows[0]["spent"] is not None else Decimal(0)
 
 
 def ledger(app: Rulestream, profile_key: str, limit: int, after: int | None) -> tuple[list[dict[str, Any]], bool]:

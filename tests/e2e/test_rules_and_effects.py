@@ -442,3 +442,5 @@ def test_a_customers_earned_and_spent_points_count_rollbacks_against_what_they_u
     customer = httpx.get(f"{server.url}/v1/applications/1/customers/{pid}",
                          headers={"Authorization": f"ManagementKey-v1 {MANAGEMENT_KEY}"}).json()  # fmt: skip
     assert (customer["loyalty"]["earned"], customer["loyalty"]["spent"], customer["loyalty"]["balance"]) == (0, 20, -20)
+    balance = integration.get_loyalty_balances(1, pid).balance
+    assert (balance.active_points, balance.spent_points, balance.negative_points) == (0, 20, 20)

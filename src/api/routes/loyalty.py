@@ -11,6 +11,7 @@ from api.limits import SLASHES
 from api.wire.json import FastJSONResponse
 from domain.effects import LOYALTY_PROGRAM_ID
 from domain.errors import NotFound
+from projections import queries, status
 from projections.status import IMPLICIT_WAIT_SECONDS
 
 router = APIRouter(tags=["Loyalty"], default_response_class=FastJSONResponse)
@@ -29,8 +30,11 @@ def get_loyalty_balances(
 ) -> Any:
     """The profile's points in the built-in loyalty program (id 1): the fold of its recorded ledger entries,
     including what the rules made of every write that answered before this read (a ``silent=yes`` event's or a
-    Gameball ingest's points too: the read waits up to 0.5 s for the rule policy to have passed them)."""
+    Gameball ingest's points too: the read waits up to 0.5 s for the rule policy to have passed them), and the
+    points it spent (deducted, less those given back)."""
     if loyalty_program_id != LOYALTY_PROGRAM_ID:
         raise NotFound(f"no loyalty program {loyalty_program_id}: Rulestream has one, with id {LOYALTY_PROGRAM_ID}")
-    effects.settled(app.recorder.max_notification_id() or 0, IMPLICIT_WAIT_SECONDS)
-    return FastJSONResponse(loyalty.balances(integration_id))
+    # The policy's evaluations of every answered write, and the loyalty read model (spent points) up to them.
+    status.ensure(app)
+    status.wait_for_position(app, ["loyalty"], None, IMPLICIT_WAIT_SECONDS, effects.settled)
+    return FastJSONResponse(loyalty.balances(integration_id, queries.spent(app, integration_id)))
