@@ -79,8 +79,9 @@ def _inspect(value: Any, where: str, problems: list[dict[str, Any]]) -> None:
             _inspect(item, f"{where}/{i}", problems)
     elif isinstance(value, dict):
         for key, item in value.items():
-            at = where + pointer(key if _unicode(key) else key.encode(errors="backslashreplace").decode())
-            if not _unicode(key):
+            named = _unicode(key)
+            at = where + pointer(key if named else key.encode(errors="backslashreplace").decode())
+            if not named:
                 details = "a lone UTF-16 surrogate in a name is not a character"
                 problems.append({"title": "Invalid name", "details": details, "source": {"pointer": at}})
             _inspect(item, at, problems)

@@ -96,22 +96,6 @@ def _state(
     return FastJSONResponse(body, headers=headers)
 
 
-@router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
-def reopen_customer_session(
-    customer_session_id: SessionId,
-    app: ApplicationDep,
-    key: IntegrationKey,
-    correlation_id: CorrelationId,
-    effects: EffectsDep,
-) -> Any:
-    """Reopen a closed session: its discounts and credited points are rolled back, and it can change again."""
-    with recording(correlationId=correlation_id, keyName=key.name):
-        outcome = app.reopen_session(customer_session_id)
-    found = effects.of(outcome)
-    headers = {"Rulestream-Effects": "pending"} if found.pending else None
-    return FastJSONResponse({"effects": found.effects}, headers=headers)
-
-
 @router.put("/v2/customer_sessions/{customerSessionId}", summary="Update customer session")
 def update_customer_session(
     customer_session_id: SessionId,
@@ -161,6 +145,22 @@ def return_cart_items(
     with recording(correlationId=correlation_id, keyName=key.name):
         outcome = app.return_items(customer_session_id, items, dry=dry)
     return _state(outcome, effects.of(outcome), body.response_content, with_session=True, loyalty=loyalty, app=app)
+
+
+@router.put("/v2/customer_sessions/{customerSessionId}/reopen", summary="Reopen customer session")
+def reopen_customer_session(
+    customer_session_id: SessionId,
+    app: ApplicationDep,
+    key: IntegrationKey,
+    correlation_id: CorrelationId,
+    effects: EffectsDep,
+) -> Any:
+    """Reopen a closed session: its discounts and credited points are rolled back, and it can change again."""
+    with recording(correlationId=correlation_id, keyName=key.name):
+        outcome = app.reopen_session(customer_session_id)
+    found = effects.of(outcome)
+    headers = {"Rulestream-Effects": "pending"} if found.pending else None
+    return FastJSONResponse({"effects": found.effects}, headers=headers)
 
 
 @router.put("/v2/customer_profiles/{integrationId}", summary="Update customer profile")

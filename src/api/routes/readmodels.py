@@ -199,6 +199,24 @@ def get_session(
 
 
 @router.get(
+    "/v1/applications/{applicationId}/customers/{customerId}",
+    tags=["Customer data"],
+    summary="One customer profile, with its loyalty balance",
+)
+def get_customer(
+    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
+    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id"), SLASHES],
+    min_position: MinPosition = None,
+) -> Any:  # fmt: skip
+    """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
+    headers = _read(app, effects, application_id, ["profiles", "loyalty"], min_position)
+    row = queries.profile(app, customer_id)
+    if row is None:
+        return _missing(f"no customer profile '{customer_id}'", headers)
+    return FastJSONResponse(wire.application_customer(row), headers=headers)
+
+
+@router.get(
     "/v1/applications/{applicationId}/customers/{customerId}/ledger",
     tags=["Customer data"],
     summary="A customer's loyalty ledger",
@@ -221,24 +239,6 @@ def get_ledger(
          "data": [wire.ledger_entry(r) for r in rows]},
         headers=headers,
     )  # fmt: skip
-
-
-@router.get(
-    "/v1/applications/{applicationId}/customers/{customerId}",
-    tags=["Customer data"],
-    summary="One customer profile, with its loyalty balance",
-)
-def get_customer(
-    app: ApplicationDep, effects: EffectsDep, _: AuditorKey, application_id: ApplicationId,
-    customer_id: Annotated[str, Path(alias="customerId", description="Internal id, or the integration id"), SLASHES],
-    min_position: MinPosition = None,
-) -> Any:  # fmt: skip
-    """``ApplicationCustomer``: attributes, ``closedSessions``, ``totalSales``, ``lastActivity``, loyalty."""
-    headers = _read(app, effects, application_id, ["profiles", "loyalty"], min_position)
-    row = queries.profile(app, customer_id)
-    if row is None:
-        return _missing(f"no customer profile '{customer_id}'", headers)
-    return FastJSONResponse(wire.application_customer(row), headers=headers)
 
 
 @router.get(
